@@ -1,0 +1,173 @@
+// Package config holds etcdvisor's configuration: the YAML schema, its
+// defaults, strict decoding and validation whose errors name the field.
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Well-known places, used when no config or flag says otherwise.
+const (
+	// DefaultFile is read when present and no --config is given.
+	DefaultFile = "/etc/etcdvisor/etcdvisor.yaml"
+	// DefaultUserDataDir is the data dir of a user who is not root: it
+	// works at once, in the current directory.
+	DefaultUserDataDir = "etcdvisor-data"
+	// DefaultRootDataDir is the data dir of root, as under systemd.
+	DefaultRootDataDir = "/var/lib/etcdvisor"
+	// SocketName is the control socket's file name inside the data dir.
+	SocketName = "etcdvisor.sock"
+	// LockName is the lock file that keeps a second etcdvisor off the data dir.
+	LockName = "etcdvisor.lock"
+)
+
+// Config is the whole etcdvisor configuration file.
+type Config struct {
+	Log     Log     `yaml:"log"`
+	Control Control `yaml:"control"`
+	Metrics Metrics `yaml:"metrics"`
+	Etcd    Etcd    `yaml:"etcd"`
+
+	// src remembers where each value came from, for error messages.
+	src source
+}
+
+// Log configures etcdvisor's logger, which etcd shares.
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// Control configures the local control socket.
+type Control struct {
+	// Socket is the control socket's path; empty means next to the data.
+	Socket string `yaml:"socket"`
+	// Group may use the socket besides root and the daemon's user; the
+	// socket is then mode 0660.
+	Group string `yaml:"group"`
+}
+
+// Metrics configures the Prometheus listener.
+type Metrics struct {
+	Listen string `yaml:"listen"`
+}
+
+// Etcd configures the local etcd member. Names and meanings follow etcd's
+// own flags so an operator's knowledge carries over.
+type Etcd struct {
+	Name    string `yaml:"name"`
+	DataDir string `yaml:"data-dir"`
+	WalDir  string `yaml:"wal-dir"`
+
+	ListenClientURLs         URLList `yaml:"listen-client-urls"`
+	AdvertiseClientURLs      URLList `yaml:"advertise-client-urls"`
+	ListenPeerURLs           URLList `yaml:"listen-peer-urls"`
+	InitialAdvertisePeerURLs URLList `yaml:"initial-advertise-peer-urls"`
+
+	InitialCluster      string `yaml:"initial-cluster"`
+	InitialClusterState string `yaml:"initial-cluster-state"`
+	InitialClusterToken string `yaml:"initial-cluster-token"`
+
+	HeartbeatInterval Duration `yaml:"heartbeat-interval"`
+	ElectionTimeout   Duration `yaml:"election-timeout"`
+
+	SnapshotCount     uint64   `yaml:"snapshot-count"`
+	QuotaBackendBytes ByteSize `yaml:"quota-backend-bytes"`
+	MaxRequestBytes   ByteSize `yaml:"max-request-bytes"`
+
+	AutoCompactionMode      string `yaml:"auto-compaction-mode"`
+	AutoCompactionRetention string `yaml:"auto-compaction-retention"`
+
+	ClientTLS TLS `yaml:"client-transport-security"`
+	PeerTLS   TLS `yaml:"peer-transport-security"`
+}
+
+// TLS is one transport's x509 material. Empty means plain http.
+type TLS struct {
+	CertFile      string `yaml:"cert-file"`
+	KeyFile       string `yaml:"key-file"`
+	TrustedCAFile string `yaml:"trusted-ca-file"`
+	// ClientCertAuth requires callers to present a certificate signed by
+	// the trusted CA.
+	ClientCertAuth bool `yaml:"client-cert-auth"`
+}
+
+// Enabled reports whether this transport has x509 material.
+func (t TLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
+
+// Default returns the defaults for this process: a single member on
+// loopback whose data lives in ./etcdvisor-data, or /var/lib/etcdvisor
+// for root.
+func Default() *Config {
+	dir := DefaultUserDataDir
+	if os.Geteuid() == 0 {
+		dir = DefaultRootDataDir
+	}
+	return DefaultWithDataDir(dir)
+}
+
+// DefaultWithDataDir returns the defaults with the given data dir.
+func DefaultWithDataDir(dataDir string) *Config {
+	return &Config{
+		Log:     Log{Level: "info", Format: "json"},
+		Metrics: Metrics{Listen: "127.0.0.1:2381"},
+		Etcd: Etcd{
+			Name:                     "default",
+			DataDir:                  dataDir,
+			ListenClientURLs:         URLList{"http://127.0.0.1:2379"},
+			AdvertiseClientURLs:      URLList{"http://127.0.0.1:2379"},
+			ListenPeerURLs:           URLList{"http://127.0.0.1:2380"},
+			InitialAdvertisePeerURLs: URLList{"http://127.0.0.1:2380"},
+			InitialClusterState:      "new",
+			InitialClusterToken:      "etcd-cluster",
+			HeartbeatInterval:        Duration(100 * time.Millisecond),
+			ElectionTimeout:          Duration(time.Second),
+			SnapshotCount:            10000,
+			QuotaBackendBytes:        2 << 30,
+			MaxRequestBytes:          1572864,
+			AutoCompactionMode:       "periodic",
+			AutoCompactionRetention:  "0",
+		},
+	}
+}
+
+// SocketPath is where the control socket lives: control.socket, or the
+// data dir's etcdvisor.sock.
+func (c *Config) SocketPath() string {
+	if c.Control.Socket != "" {
+		return c.Control.Socket
+	}
+	return filepath.Join(c.Etcd.DataDir, SocketName)
+}
+
+// LockPath is the data dir's lock file.
+func (c *Config) LockPath() string { return filepath.Join(c.Etcd.DataDir, LockName) }
+
+// InitialClusterOrSelf is initial-cluster, or this member alone when empty.
+func (c *Config) InitialClusterOrSelf() string {
+	if c.Etcd.InitialCluster != "" {
+		return c.Etcd.InitialCluster
+	}
+	s := ""
+	for i, u := range c.Etcd.InitialAdvertisePeerURLs {
+		if i > 0 {
+			s += ","
+		}
+		s += c.Etcd.Name + "=" + u
+	}
+	return s
+}
+
+// File is the config file this came from, or "" for defaults.
+func (c *Config) File() string { return c.src.file }
+
+// SetByFlag records that the value at path (e.g. "etcd.data-dir") now comes
+// from a command-line flag, so errors about it name the flag, not a line.
+func (c *Config) SetByFlag(path, flag string) {
+	if c.src.flags == nil {
+		c.src.flags = map[string]string{}
+	}
+	c.src.flags[path] = flag
+}

@@ -1,0 +1,252 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseErrorsNameFileLinePathAndValue(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string // each must appear in the error, in order
+	}{
+		{
+			name: "unknown top-level key",
+			yaml: "log:\n  level: info\nbogus: 1\n",
+			want: []string{"etcdvisor.yaml:3: bogus: unknown key; expected one of: log, control, metrics, etcd"},
+		},
+		{
+			name: "unknown nested key",
+			yaml: "etcd:\n  name: a\n  heartbeat: 100ms\n",
+			want: []string{"etcdvisor.yaml:3: etcd.heartbeat: unknown key"},
+		},
+		{
+			name: "wrong type for a number",
+			yaml: "etcd:\n  snapshot-count: lots\n",
+			want: []string{`etcdvisor.yaml:2: etcd.snapshot-count "lots": expected a whole number`},
+		},
+		{
+			name: "duration without unit",
+			yaml: "etcd:\n  heartbeat-interval: 100\n",
+			want: []string{`etcdvisor.yaml:2: etcd.heartbeat-interval "100": expected a duration with a unit`},
+		},
+		{
+			name: "bad size",
+			yaml: "etcd:\n  quota-backend-bytes: huge\n",
+			want: []string{`etcdvisor.yaml:2: etcd.quota-backend-bytes "huge": expected a size like 8GiB`},
+		},
+		{
+			name: "scalar where a section belongs",
+			yaml: "etcd: yes\n",
+			want: []string{"etcdvisor.yaml:1: etcd: expected a mapping"},
+		},
+		{
+			name: "all errors are listed in file order",
+			yaml: "bogus: 1\netcd:\n  snapshot-count: x\n  nope: 2\n",
+			want: []string{"etcdvisor.yaml:1: bogus", "etcdvisor.yaml:3: etcd.snapshot-count", "etcdvisor.yaml:4: etcd.nope"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("etcdvisor.yaml", []byte(tt.yaml))
+			if err == nil {
+				t.Fatalf("Parse succeeded, want an error containing %q", tt.want)
+			}
+			assertInOrder(t, err.Error(), tt.want)
+		})
+	}
+}
+
+func TestValidateErrorsNameTheField(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		{
+			name: "election timeout under 5x heartbeat",
+			yaml: "etcd:\n  heartbeat-interval: 100ms\n  election-timeout: 300ms\n",
+			want: []string{`etcdvisor.yaml:3: etcd.election-timeout "300ms": must be at least 5x heartbeat-interval (100ms)`},
+		},
+		{
+			name: "URL without a scheme",
+			yaml: "etcd:\n  listen-client-urls: [\"127.0.0.1:2379\"]\n",
+			want: []string{`etcdvisor.yaml:2: etcd.listen-client-urls "127.0.0.1:2379": expected an http:// or https:// URL`},
+		},
+		{
+			name: "https without certificates",
+			yaml: "etcd:\n  listen-client-urls: https://127.0.0.1:2379\n",
+			want: []string{`etcd.listen-client-urls "https://127.0.0.1:2379": https needs the transport's cert-file and key-file`},
+		},
+		{
+			name: "advertising an unspecified address",
+			yaml: "etcd:\n  advertise-client-urls: http://0.0.0.0:2379\n",
+			want: []string{`etcd.advertise-client-urls "http://0.0.0.0:2379": an advertised URL must be an address others can reach`},
+		},
+		{
+			name: "initial cluster that omits this member",
+			yaml: "etcd:\n  name: a\n  initial-cluster: b=http://127.0.0.2:2380,c=http://127.0.0.3:2380\n",
+			want: []string{`etcdvisor.yaml:3: etcd.initial-cluster "b=http://127.0.0.2:2380,c=http://127.0.0.3:2380": does not name this member "a"`},
+		},
+		{
+			name: "initial cluster with this member on other URLs",
+			yaml: "etcd:\n  name: a\n  initial-cluster: a=http://127.0.0.9:2380\n",
+			want: []string{`but initial-advertise-peer-urls is http://127.0.0.1:2380; they must match`},
+		},
+		{
+			name: "initial cluster listing a peer URL twice",
+			yaml: "etcd:\n  name: a\n  initial-cluster: a=http://127.0.0.1:2380,b=http://127.0.0.1:2380\n",
+			want: []string{`peer URL http://127.0.0.1:2380 is listed twice (members a and b)`},
+		},
+		{
+			name: "bad enum",
+			yaml: "log:\n  format: xml\netcd:\n  initial-cluster-state: maybe\n",
+			want: []string{`etcdvisor.yaml:2: log.format "xml": expected one of: json, console`, `etcdvisor.yaml:4: etcd.initial-cluster-state "maybe": expected one of: new, existing`},
+		},
+		{
+			name: "request larger than the quota",
+			yaml: "etcd:\n  quota-backend-bytes: 1MiB\n  max-request-bytes: 2MiB\n",
+			want: []string{`etcdvisor.yaml:3: etcd.max-request-bytes "2MiB": must be smaller than quota-backend-bytes (1MiB)`},
+		},
+		{
+			name: "revision compaction with a duration",
+			yaml: "etcd:\n  auto-compaction-mode: revision\n  auto-compaction-retention: 1h\n",
+			want: []string{`etcd.auto-compaction-retention "1h": with auto-compaction-mode revision, expected a whole number`},
+		},
+		{
+			name: "cert without key",
+			yaml: "etcd:\n  peer-transport-security:\n    cert-file: /x.crt\n",
+			want: []string{`etcd.peer-transport-security: cert-file and key-file go together`},
+		},
+		{
+			name: "a default that conflicts with a set value says it is a default",
+			yaml: "etcd:\n  election-timeout: 400ms\n",
+			want: []string{`etcd.election-timeout "400ms": must be at least 5x heartbeat-interval (100ms)`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse("etcdvisor.yaml", []byte(tt.yaml))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			err = cfg.Validate()
+			if err == nil {
+				t.Fatalf("Validate succeeded, want an error containing %q", tt.want)
+			}
+			var es Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("Validate returned %T, want config.Errors", err)
+			}
+			assertInOrder(t, err.Error(), tt.want)
+		})
+	}
+}
+
+func TestValidateNamesTheFlagThatSetAValue(t *testing.T) {
+	cfg, err := Parse("etcdvisor.yaml", []byte("etcd:\n  name: a\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Etcd.Name = "bad=name"
+	cfg.SetByFlag("etcd.name", "name")
+	err = cfg.Validate()
+	if err == nil || !strings.Contains(err.Error(), `flag --name: etcd.name "bad=name": must not contain`) {
+		t.Fatalf("got %v, want an error naming flag --name", err)
+	}
+}
+
+func TestDefaultsAreValid(t *testing.T) {
+	for _, dir := range []string{DefaultUserDataDir, DefaultRootDataDir} {
+		if err := DefaultWithDataDir(dir).Validate(); err != nil {
+			t.Errorf("defaults with data dir %s do not validate: %v", dir, err)
+		}
+	}
+}
+
+func TestCommentedDefaultParsesBackToTheDefaults(t *testing.T) {
+	want := Default()
+	got, err := Parse("default.yaml", want.Commented())
+	if err != nil {
+		t.Fatalf("the printed default config does not parse: %v\n%s", err, want.Commented())
+	}
+	if err := got.Validate(); err != nil {
+		t.Fatalf("the printed default config does not validate: %v", err)
+	}
+	got.src, want.src = source{}, source{}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("printed default differs from Default():\ngot  %+v\nwant %+v", got, want)
+	}
+}
+
+func TestParseFillsDefaultsForMissingKeys(t *testing.T) {
+	cfg, err := Parse("x.yaml", []byte("etcd:\n  name: infra1\n  heartbeat-interval: 50ms\n  election-timeout: 500ms\n  quota-backend-bytes: 8GiB\n  listen-client-urls: http://127.0.0.1:2379,http://127.0.0.2:2379\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	e := cfg.Etcd
+	if e.Name != "infra1" || e.HeartbeatInterval.D() != 50*time.Millisecond || e.ElectionTimeout.D() != 500*time.Millisecond {
+		t.Errorf("got name %q heartbeat %s election %s", e.Name, e.HeartbeatInterval, e.ElectionTimeout)
+	}
+	if e.QuotaBackendBytes != 8<<30 {
+		t.Errorf("got quota %d, want %d", e.QuotaBackendBytes, int64(8<<30))
+	}
+	if want := (URLList{"http://127.0.0.1:2379", "http://127.0.0.2:2379"}); !reflect.DeepEqual(e.ListenClientURLs, want) {
+		t.Errorf("got listen-client-urls %v, want %v", e.ListenClientURLs, want)
+	}
+	if e.SnapshotCount != 10000 || cfg.Metrics.Listen != "127.0.0.1:2381" {
+		t.Errorf("defaults not kept: snapshot-count %d metrics %q", e.SnapshotCount, cfg.Metrics.Listen)
+	}
+	if got, want := cfg.InitialClusterOrSelf(), "infra1=http://127.0.0.1:2380"; got != want {
+		t.Errorf("got initial cluster %q, want %q", got, want)
+	}
+}
+
+func TestLoadNamesAMissingFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "missing.yaml")
+	_, err := Load(p)
+	if err == nil || !strings.Contains(err.Error(), p) || !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("got %v, want a not-exist error naming %s", err, p)
+	}
+}
+
+func TestSocketPathDefaultsToTheDataDir(t *testing.T) {
+	cfg := DefaultWithDataDir("/srv/etcd")
+	if got := cfg.SocketPath(); got != "/srv/etcd/etcdvisor.sock" {
+		t.Errorf("got %s", got)
+	}
+	cfg.Control.Socket = "/run/etcdvisor/etcdvisor.sock"
+	if got := cfg.SocketPath(); got != "/run/etcdvisor/etcdvisor.sock" {
+		t.Errorf("got %s", got)
+	}
+}
+
+func assertInOrder(t *testing.T, got string, want []string) {
+	t.Helper()
+	rest := got
+	for _, w := range want {
+		i := strings.Index(rest, w)
+		if i < 0 {
+			t.Fatalf("error does not contain %q (in order)\ngot:\n%s", w, got)
+		}
+		rest = rest[i+len(w):]
+	}
+}
+
+func TestValidateRefusesAURLWithAnotherScheme(t *testing.T) {
+	cfg := DefaultWithDataDir("d")
+	cfg.Etcd.ListenPeerURLs = URLList{"tcp://127.0.0.1:2380"}
+	err := cfg.Validate()
+	if err == nil || !strings.Contains(err.Error(), `etcd.listen-peer-urls "tcp://127.0.0.1:2380": expected an http:// or https:// URL`) {
+		t.Fatalf("got %v", err)
+	}
+}

@@ -1,0 +1,96 @@
+package config
+
+import (
+	"bytes"
+	"strings"
+	"text/template"
+)
+
+// defaultTemplate is the commented config that `etcdvisor config default`
+// prints. Its values come from a Config, so it cannot drift from Default.
+var defaultTemplate = template.Must(template.New("default").Funcs(template.FuncMap{
+	"list": func(l URLList) string { return "[" + strings.Join(l, ", ") + "]" },
+}).Parse(`# etcdvisor configuration. Every key is optional; unknown keys are errors.
+# Check a file with: etcdvisor config validate FILE
+
+log:
+  # debug | info | warn | error. etcd logs through the same logger.
+  level: {{.Log.Level}}
+  # json for journald and log shippers, console for people.
+  format: {{.Log.Format}}
+
+control:
+  # The local control socket the CLI talks to. Empty: <etcd.data-dir>/etcdvisor.sock.
+  # Under systemd, /run/etcdvisor/etcdvisor.sock.
+  socket: "{{.Control.Socket}}"
+  # A unix group whose members may use the socket (mode 0660). Empty: only
+  # root and the daemon's own user (mode 0600).
+  group: "{{.Control.Group}}"
+
+metrics:
+  # Prometheus listener: /metrics (etcd's and etcdvisor's), /healthz, /readyz.
+  # Empty turns it off.
+  listen: "{{.Metrics.Listen}}"
+
+etcd:
+  # This member's name; unique in the cluster and listed in initial-cluster.
+  name: {{.Etcd.Name}}
+  # etcd's data dir (etcd keeps member/ inside). It holds etcdvisor's lock
+  # file and, by default, the control socket.
+  data-dir: {{.Etcd.DataDir}}
+  # A separate WAL dir on its own fast disk; empty keeps the WAL in data-dir.
+  wal-dir: "{{.Etcd.WalDir}}"
+
+  listen-client-urls: {{list .Etcd.ListenClientURLs}}
+  # What clients such as kube-apiserver are told to use.
+  advertise-client-urls: {{list .Etcd.AdvertiseClientURLs}}
+  listen-peer-urls: {{list .Etcd.ListenPeerURLs}}
+  initial-advertise-peer-urls: {{list .Etcd.InitialAdvertisePeerURLs}}
+
+  # Every member as name=peer-URL, comma-separated, e.g.
+  # "a=https://10.0.0.1:2380,b=https://10.0.0.2:2380,c=https://10.0.0.3:2380".
+  # Empty: this member alone, from name and initial-advertise-peer-urls.
+  initial-cluster: "{{.Etcd.InitialCluster}}"
+  # new to bootstrap a cluster, existing to join one that runs.
+  initial-cluster-state: {{.Etcd.InitialClusterState}}
+  # Unique per cluster, so members of two clusters never mix.
+  initial-cluster-token: {{.Etcd.InitialClusterToken}}
+
+  # Raft timing. Set heartbeat-interval near the round-trip time between
+  # members; election-timeout must be at least 5x heartbeat-interval.
+  heartbeat-interval: {{.Etcd.HeartbeatInterval}}
+  election-timeout: {{.Etcd.ElectionTimeout}}
+
+  # Applied entries between raft snapshots.
+  snapshot-count: {{.Etcd.SnapshotCount}}
+  # Backend size before etcd raises a NOSPACE alarm (etcd suggests at most 8GiB).
+  quota-backend-bytes: {{.Etcd.QuotaBackendBytes}}
+  # Largest request etcd accepts.
+  max-request-bytes: {{.Etcd.MaxRequestBytes}}
+
+  # periodic (retention is a duration or hours) or revision (a count).
+  # "0" is off: kube-apiserver compacts etcd itself every 5 minutes.
+  auto-compaction-mode: {{.Etcd.AutoCompactionMode}}
+  auto-compaction-retention: "{{.Etcd.AutoCompactionRetention}}"
+
+  # x509 for clients and peers. Empty means plain http on these URLs.
+  client-transport-security:
+    cert-file: "{{.Etcd.ClientTLS.CertFile}}"
+    key-file: "{{.Etcd.ClientTLS.KeyFile}}"
+    trusted-ca-file: "{{.Etcd.ClientTLS.TrustedCAFile}}"
+    client-cert-auth: {{.Etcd.ClientTLS.ClientCertAuth}}
+  peer-transport-security:
+    cert-file: "{{.Etcd.PeerTLS.CertFile}}"
+    key-file: "{{.Etcd.PeerTLS.KeyFile}}"
+    trusted-ca-file: "{{.Etcd.PeerTLS.TrustedCAFile}}"
+    client-cert-auth: {{.Etcd.PeerTLS.ClientCertAuth}}
+`))
+
+// Commented renders c as a complete, commented config file.
+func (c *Config) Commented() []byte {
+	var b bytes.Buffer
+	if err := defaultTemplate.Execute(&b, c); err != nil {
+		panic(err) // the template is fixed and fields always exist
+	}
+	return b.Bytes()
+}

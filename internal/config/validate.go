@@ -1,0 +1,267 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Limits etcd itself enforces; checking them here names the field before
+// etcd would fail with its own flag names.
+const (
+	maxElectionTimeout = 50 * time.Second
+	maxQuotaBytes      = 100 << 30
+)
+
+// Validate checks every setting and returns all problems as Errors, each
+// naming the file, line, YAML path, value and what is expected.
+func (c *Config) Validate() error {
+	v := validator{c: c}
+	e := &c.Etcd
+
+	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	v.oneOf("log.format", c.Log.Format, "json", "console")
+
+	if c.Metrics.Listen != "" {
+		if _, port, err := net.SplitHostPort(c.Metrics.Listen); err != nil || !validPort(port) {
+			v.fail("metrics.listen", c.Metrics.Listen, "expected host:port, like 127.0.0.1:2381")
+		}
+	}
+
+	switch {
+	case e.Name == "":
+		v.fail("etcd.name", e.Name, "must not be empty")
+	case strings.ContainsAny(e.Name, "=,"):
+		v.fail("etcd.name", e.Name, "must not contain '=' or ',' (they separate initial-cluster entries)")
+	}
+	if e.DataDir == "" {
+		v.fail("etcd.data-dir", "", "must not be empty")
+	}
+
+	v.urls("etcd.listen-client-urls", e.ListenClientURLs, false, e.ClientTLS)
+	v.urls("etcd.advertise-client-urls", e.AdvertiseClientURLs, true, e.ClientTLS)
+	v.urls("etcd.listen-peer-urls", e.ListenPeerURLs, false, e.PeerTLS)
+	v.urls("etcd.initial-advertise-peer-urls", e.InitialAdvertisePeerURLs, true, e.PeerTLS)
+	v.initialCluster()
+
+	v.oneOf("etcd.initial-cluster-state", e.InitialClusterState, "new", "existing")
+	if e.InitialClusterToken == "" {
+		v.fail("etcd.initial-cluster-token", "", "must not be empty")
+	}
+
+	hb, el := e.HeartbeatInterval.D(), e.ElectionTimeout.D()
+	switch {
+	case hb < time.Millisecond:
+		v.fail("etcd.heartbeat-interval", hb.String(), "must be at least 1ms")
+	case hb%time.Millisecond != 0:
+		v.fail("etcd.heartbeat-interval", hb.String(), "must be a whole number of milliseconds")
+	}
+	switch {
+	case el%time.Millisecond != 0:
+		v.fail("etcd.election-timeout", el.String(), "must be a whole number of milliseconds")
+	case hb >= time.Millisecond && el < 5*hb:
+		v.fail("etcd.election-timeout", el.String(), fmt.Sprintf("must be at least 5x heartbeat-interval (%s)", hb))
+	case el > maxElectionTimeout:
+		v.fail("etcd.election-timeout", el.String(), fmt.Sprintf("must be at most %s", maxElectionTimeout))
+	}
+
+	if e.SnapshotCount == 0 {
+		v.fail("etcd.snapshot-count", "0", "must be at least 1")
+	}
+	if e.QuotaBackendBytes < 0 || e.QuotaBackendBytes > maxQuotaBytes {
+		v.fail("etcd.quota-backend-bytes", e.QuotaBackendBytes.String(), "must be between 0 (etcd's default, 2GiB) and 100GiB")
+	}
+	switch {
+	case e.MaxRequestBytes <= 0:
+		v.fail("etcd.max-request-bytes", e.MaxRequestBytes.String(), "must be greater than 0")
+	case e.QuotaBackendBytes > 0 && e.MaxRequestBytes >= e.QuotaBackendBytes:
+		v.fail("etcd.max-request-bytes", e.MaxRequestBytes.String(),
+			fmt.Sprintf("must be smaller than quota-backend-bytes (%s)", e.QuotaBackendBytes))
+	}
+
+	v.oneOf("etcd.auto-compaction-mode", e.AutoCompactionMode, "periodic", "revision")
+	v.retention()
+
+	v.tls("etcd.client-transport-security", e.ClientTLS)
+	v.tls("etcd.peer-transport-security", e.PeerTLS)
+
+	if len(v.errs) == 0 {
+		return nil
+	}
+	sortErrors(v.errs)
+	return v.errs
+}
+
+type validator struct {
+	c    *Config
+	errs Errors
+}
+
+func (v *validator) fail(path, value, msg string) {
+	fe := FieldError{Path: path, Value: value, Msg: msg}
+	if flag, ok := v.c.src.flags[path]; ok {
+		fe.Flag = flag
+	} else if line, ok := v.c.src.lines[path]; ok {
+		fe.File, fe.Line = v.c.src.file, line
+	} else if v.c.src.file != "" {
+		// The value is a default the file did not change; say so, since
+		// the operator will look for it in the file.
+		fe.File = v.c.src.file
+		fe.Msg += " (default value; the file does not set it)"
+	}
+	v.errs = append(v.errs, fe)
+}
+
+func (v *validator) oneOf(path, value string, allowed ...string) {
+	for _, a := range allowed {
+		if value == a {
+			return
+		}
+	}
+	v.fail(path, value, "expected one of: "+strings.Join(allowed, ", "))
+}
+
+// urls checks a URL list. Advertised URLs must be reachable by others, so
+// an unspecified address (0.0.0.0, ::) is refused there.
+func (v *validator) urls(path string, list URLList, advertise bool, tls TLS) {
+	if len(list) == 0 {
+		v.fail(path, "", "must list at least one URL")
+		return
+	}
+	for _, s := range list {
+		if msg := checkURL(s, advertise, tls); msg != "" {
+			v.fail(path, s, msg)
+		}
+	}
+}
+
+func checkURL(s string, advertise bool, tls TLS) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "not a URL; expected a URL like http://127.0.0.1:2379"
+	}
+	switch u.Scheme {
+	case "http":
+	case "https":
+		if !tls.Enabled() {
+			return "https needs the transport's cert-file and key-file"
+		}
+	default:
+		return "expected an http:// or https:// URL with host and port, like http://127.0.0.1:2379"
+	}
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.User != nil {
+		return "must be scheme://host:port with no path, query or user"
+	}
+	host, port := u.Hostname(), u.Port()
+	if host == "" || !validPort(port) {
+		return "must name a host and a port, like http://127.0.0.1:2379"
+	}
+	if advertise {
+		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+			return "an advertised URL must be an address others can reach, not " + host
+		}
+	}
+	return ""
+}
+
+func validPort(s string) bool {
+	p, err := strconv.Atoi(s)
+	return err == nil && p > 0 && p < 65536
+}
+
+// initialCluster checks the name=url list and that it names this member
+// with exactly its advertised peer URLs, as etcd will require at start.
+func (v *validator) initialCluster() {
+	e := &v.c.Etcd
+	const path = "etcd.initial-cluster"
+	ic := e.InitialCluster
+	if ic == "" {
+		return // this member alone; built from name and advertised peer URLs
+	}
+	seen := map[string]string{}
+	var self []string
+	for _, entry := range strings.Split(ic, ",") {
+		name, u, ok := strings.Cut(strings.TrimSpace(entry), "=")
+		if !ok || name == "" || u == "" {
+			v.fail(path, ic, fmt.Sprintf("entry %q is not name=URL", entry))
+			return
+		}
+		if msg := checkURL(u, true, e.PeerTLS); msg != "" {
+			v.fail(path, ic, fmt.Sprintf("member %s: %s", name, msg))
+			continue
+		}
+		if prev, dup := seen[u]; dup {
+			v.fail(path, ic, fmt.Sprintf("peer URL %s is listed twice (members %s and %s)", u, prev, name))
+			continue
+		}
+		seen[u] = name
+		if name == e.Name {
+			self = append(self, u)
+		}
+	}
+	if len(self) == 0 {
+		v.fail(path, ic, fmt.Sprintf("does not name this member %q; add %s=%s", e.Name, e.Name, strings.Join(e.InitialAdvertisePeerURLs, ",")))
+		return
+	}
+	if !sameSet(self, e.InitialAdvertisePeerURLs) {
+		v.fail(path, ic, fmt.Sprintf("lists %s for this member %q, but initial-advertise-peer-urls is %s; they must match",
+			strings.Join(self, ","), e.Name, strings.Join(e.InitialAdvertisePeerURLs, ",")))
+	}
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	m := map[string]int{}
+	for _, s := range a {
+		m[s]++
+	}
+	for _, s := range b {
+		m[s]--
+		if m[s] < 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// retention follows etcd: periodic takes a duration or a whole number of
+// hours, revision a whole number of revisions; "0" turns compaction off.
+func (v *validator) retention() {
+	e := &v.c.Etcd
+	const path = "etcd.auto-compaction-retention"
+	r := e.AutoCompactionRetention
+	if r == "" {
+		v.fail(path, r, `must not be empty; "0" turns auto-compaction off`)
+		return
+	}
+	if n, err := strconv.ParseInt(r, 10, 64); err == nil {
+		if n < 0 {
+			v.fail(path, r, "must not be negative")
+		}
+		return
+	}
+	if e.AutoCompactionMode == "revision" {
+		v.fail(path, r, "with auto-compaction-mode revision, expected a whole number of revisions")
+		return
+	}
+	if d, err := time.ParseDuration(r); err != nil || d < 0 {
+		v.fail(path, r, `expected a duration like "1h" or a whole number of hours`)
+	}
+}
+
+func (v *validator) tls(path string, t TLS) {
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		v.fail(path, "", "cert-file and key-file go together; set both or neither")
+	}
+	if t.ClientCertAuth && t.TrustedCAFile == "" {
+		v.fail(path+".client-cert-auth", "true", "needs trusted-ca-file to check client certificates against")
+	}
+	if !t.Enabled() && t.TrustedCAFile != "" {
+		v.fail(path+".trusted-ca-file", t.TrustedCAFile, "needs cert-file and key-file too")
+	}
+}
