@@ -77,7 +77,7 @@ func TestValidateErrorsNameTheField(t *testing.T) {
 		{
 			name: "URL without a scheme",
 			yaml: "etcd:\n  listen-client-urls: [\"127.0.0.1:2379\"]\n",
-			want: []string{`etcdvisor.yaml:2: etcd.listen-client-urls "127.0.0.1:2379": expected an http:// or https:// URL`},
+			want: []string{`etcdvisor.yaml:2: etcd.listen-client-urls "127.0.0.1:2379": not a URL; expected a URL like http://127.0.0.1:2379`},
 		},
 		{
 			name: "https without certificates",
