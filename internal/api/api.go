@@ -1,0 +1,57 @@
+// Package api defines the JSON documents of etcdvisor's control socket,
+// shared by the daemon that serves them and the CLI that reads them.
+package api
+
+import "time"
+
+// Phases of the daemon, in the order it passes through them.
+const (
+	PhaseStarting = "starting" // the socket is up; the member is not serving yet
+	PhaseReady    = "ready"    // the member serves linearizable reads
+	PhaseStopping = "stopping" // shutdown has begun
+)
+
+// Status is GET /v1/status: this member as the daemon sees it.
+type Status struct {
+	Name             string    `json:"name"`
+	Phase            string    `json:"phase"`
+	EtcdvisorVersion string    `json:"etcdvisorVersion"`
+	EtcdVersion      string    `json:"etcdVersion"`
+	StartedAt        time.Time `json:"startedAt"`
+	DataDir          string    `json:"dataDir"`
+	ClientURLs       []string  `json:"clientURLs"`
+
+	// The rest is read from the member; it is empty while the member does
+	// not answer, and Error says why.
+	MemberID  string `json:"memberID,omitempty"`
+	ClusterID string `json:"clusterID,omitempty"`
+	IsLeader  bool   `json:"isLeader"`
+	LeaderID  string `json:"leaderID,omitempty"`
+	IsLearner bool   `json:"isLearner"`
+	RaftTerm  uint64 `json:"raftTerm,omitempty"`
+	RaftIndex uint64 `json:"raftIndex,omitempty"`
+	// RaftAppliedIndex trails RaftIndex while the member applies entries.
+	RaftAppliedIndex uint64 `json:"raftAppliedIndex,omitempty"`
+	Revision         int64  `json:"revision,omitempty"`
+	DBSize           int64  `json:"dbSize,omitempty"`
+	DBSizeInUse      int64  `json:"dbSizeInUse,omitempty"`
+	// Errors are the member's own complaints, such as raised alarms.
+	Errors  []string `json:"errors,omitempty"`
+	Members []Member `json:"members,omitempty"`
+	Error   string   `json:"error,omitempty"`
+}
+
+// Member is one member of the cluster as etcd lists it.
+type Member struct {
+	ID         string   `json:"id"`
+	Name       string   `json:"name"`
+	PeerURLs   []string `json:"peerURLs"`
+	ClientURLs []string `json:"clientURLs"`
+	IsLearner  bool     `json:"isLearner"`
+	IsLeader   bool     `json:"isLeader"`
+}
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Error string `json:"error"`
+}

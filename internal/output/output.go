@@ -1,0 +1,115 @@
+// Package output renders control-socket documents for people (tables)
+// and scripts (JSON).
+package output
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dustin/go-humanize"
+
+	"github.com/etcdvisor/etcdvisor/internal/api"
+)
+
+// Formats accepted by -w.
+const (
+	Table = "table"
+	JSON  = "json"
+)
+
+// CheckFormat returns an error naming the flag for an unknown format.
+func CheckFormat(f string) error {
+	if f != Table && f != JSON {
+		return fmt.Errorf("-w %q: expected table or json", f)
+	}
+	return nil
+}
+
+// WriteJSON writes v indented, for people reading JSON too.
+func WriteJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// Status writes st in format f.
+func Status(w io.Writer, f string, st api.Status) error {
+	if f == JSON {
+		return WriteJSON(w, st)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
+	row("NAME", st.Name)
+	row("PHASE", st.Phase)
+	if st.Error != "" {
+		row("ERROR", st.Error)
+	}
+	row("MEMBER ID", orDash(st.MemberID))
+	row("CLUSTER ID", orDash(st.ClusterID))
+	row("LEADER", leader(st))
+	row("RAFT TERM", fmt.Sprint(st.RaftTerm))
+	row("RAFT INDEX", fmt.Sprintf("%d (applied %d)", st.RaftIndex, st.RaftAppliedIndex))
+	row("REVISION", fmt.Sprint(st.Revision))
+	row("DB SIZE", fmt.Sprintf("%s (in use %s)", humanize.IBytes(uint64(st.DBSize)), humanize.IBytes(uint64(st.DBSizeInUse))))
+	row("ETCD VERSION", st.EtcdVersion)
+	row("ETCDVISOR VERSION", st.EtcdvisorVersion)
+	row("UP", time.Since(st.StartedAt).Truncate(time.Second).String())
+	row("DATA DIR", st.DataDir)
+	for _, e := range st.Errors {
+		row("MEMBER ERROR", e)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(st.Members) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tPEER URLS\tCLIENT URLS\tLEARNER\tLEADER")
+	for _, m := range st.Members {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\t%t\n", m.ID, orDash(m.Name),
+			strings.Join(m.PeerURLs, ","), strings.Join(m.ClientURLs, ","), m.IsLearner, m.IsLeader)
+	}
+	return tw.Flush()
+}
+
+// EtcdServers is the value for kube-apiserver's --etcd-servers: the client
+// URLs of the voting members. Learners are left out because they refuse
+// the requests kube-apiserver sends.
+func EtcdServers(st api.Status) (string, error) {
+	var urls []string
+	for _, m := range st.Members {
+		if !m.IsLearner {
+			urls = append(urls, m.ClientURLs...)
+		}
+	}
+	if len(urls) == 0 {
+		if st.Error != "" {
+			return "", fmt.Errorf("no member list: %s", st.Error)
+		}
+		return "", fmt.Errorf("no voting member advertises a client URL yet")
+	}
+	return strings.Join(urls, ","), nil
+}
+
+func leader(st api.Status) string {
+	switch {
+	case st.LeaderID == "":
+		return "none"
+	case st.IsLeader:
+		return st.LeaderID + " (this member)"
+	}
+	return st.LeaderID
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

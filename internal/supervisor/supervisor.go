@@ -1,0 +1,294 @@
+// Package supervisor is the etcdvisor daemon: it runs the local etcd
+// member, the control socket, the metrics listener and the systemd
+// notifier as one run group, and stops them in order.
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/oklog/run"
+	"go.uber.org/zap"
+
+	"github.com/etcdvisor/etcdvisor/internal/api"
+	"github.com/etcdvisor/etcdvisor/internal/config"
+	"github.com/etcdvisor/etcdvisor/internal/control"
+	"github.com/etcdvisor/etcdvisor/internal/etcdrun"
+	"github.com/etcdvisor/etcdvisor/internal/metrics"
+	"github.com/etcdvisor/etcdvisor/internal/notify"
+	"github.com/etcdvisor/etcdvisor/internal/version"
+)
+
+// stopTimeout bounds etcd's graceful stop, leadership transfer included;
+// systemd's TimeoutStopSec is longer so this fires first.
+const stopTimeout = 30 * time.Second
+
+// Supervisor is one running daemon.
+type Supervisor struct {
+	cfg     *config.Config
+	lg      *zap.Logger
+	member  etcdrun.Member
+	metrics *metrics.Metrics
+	notify  *notify.Notifier
+	started time.Time
+
+	mu    sync.Mutex
+	phase string
+}
+
+// Run runs the daemon until ctx ends, SIGINT or SIGTERM arrives (nil), or
+// the member fails (an error). cfg must already be valid.
+func Run(ctx context.Context, cfg *config.Config, lg *zap.Logger) error {
+	s := &Supervisor{
+		cfg:     cfg,
+		lg:      lg,
+		notify:  notify.New(lg.Named("notify")),
+		started: time.Now(),
+		phase:   api.PhaseStarting,
+	}
+	s.metrics = metrics.New(version.Version, version.Etcd, version.Go, s.started)
+	lg.Info("starting etcdvisor",
+		zap.String("version", version.Version),
+		zap.String("etcd-version", version.Etcd),
+		zap.String("config", orDefaults(cfg.File())),
+		zap.String("name", cfg.Etcd.Name),
+		zap.String("data-dir", cfg.Etcd.DataDir),
+	)
+
+	// 1. The data dir and its lock come first: nothing else may touch the
+	//    socket or etcd's files while another etcdvisor owns them.
+	if err := makeDataDir(cfg.Etcd.DataDir); err != nil {
+		return err
+	}
+	lock, err := lockDataDir(cfg.LockPath())
+	if err != nil {
+		return fmt.Errorf("etcd.data-dir %q: %w", cfg.Etcd.DataDir, err)
+	}
+	defer lock.release()
+
+	// 2. Listeners before the member, so a taken port fails fast and the
+	//    socket answers "starting" while etcd loads a large DB.
+	ctl, ctlLn, err := s.controlServer()
+	if err != nil {
+		return err
+	}
+	defer ctlLn.Close()
+	var metricsSrv *metrics.Server
+	var metricsLn net.Listener
+	if cfg.Metrics.Listen != "" {
+		if metricsLn, err = metrics.Listen(cfg.Metrics.Listen); err != nil {
+			return err
+		}
+		defer metricsLn.Close()
+		metricsSrv = metrics.NewServer(lg.Named("metrics"), s.metrics.Gatherer(), s.ready)
+	}
+
+	// 3. The member.
+	s.member = etcdrun.NewEmbedded(cfg, lg.Named("etcd"))
+	if err := s.member.Start(ctx); err != nil {
+		return err
+	}
+
+	var g run.Group
+	// Signals: SIGINT or SIGTERM ends the group cleanly.
+	{
+		execute, interrupt := run.SignalHandler(ctx, os.Interrupt, syscall.SIGTERM)
+		g.Add(execute, interrupt)
+	}
+	// The supervisor loop: readiness, status line, watchdog pings. Its
+	// interrupt runs first and tells systemd the stop has begun.
+	{
+		lctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error {
+			return s.loop(lctx)
+		}, func(error) {
+			s.setPhase(api.PhaseStopping)
+			s.notify.Stopping("stopping: closing etcd member")
+			cancel()
+		})
+	}
+	// The member: its error ends the group; its interrupt stops etcd,
+	// which hands leadership away if this member leads. The socket still
+	// answers "stopping" meanwhile, because it is interrupted after this.
+	{
+		stopped := make(chan struct{})
+		g.Add(func() error {
+			select {
+			case err := <-s.member.Err():
+				lg.Error("etcd member failed; stopping etcdvisor", zap.Error(err))
+				return fmt.Errorf("etcd member failed: %w", err)
+			case <-stopped:
+				return nil
+			}
+		}, func(error) {
+			sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+			defer cancel()
+			if err := s.member.Stop(sctx); err != nil && !errors.Is(err, etcdrun.ErrStopped) {
+				lg.Warn("etcd member did not stop cleanly", zap.Error(err))
+			} else {
+				lg.Info("etcd member stopped")
+			}
+			close(stopped)
+		})
+	}
+	// The control socket.
+	{
+		g.Add(func() error {
+			return ctl.Serve(ctlLn)
+		}, func(error) {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			ctl.Shutdown(sctx)
+		})
+	}
+	// The metrics listener, last, so a final scrape sees the stop.
+	if metricsSrv != nil {
+		g.Add(func() error {
+			return metricsSrv.Serve(metricsLn)
+		}, func(error) {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			metricsSrv.Shutdown(sctx)
+		})
+	}
+
+	err = g.Run()
+	var sig run.SignalError
+	switch {
+	case errors.As(err, &sig):
+		lg.Info("etcdvisor stopped", zap.String("signal", sig.Signal.String()))
+		return nil
+	case errors.Is(err, context.Canceled):
+		lg.Info("etcdvisor stopped")
+		return nil
+	case err != nil:
+		return err
+	}
+	return nil
+}
+
+// loop waits for the member to serve, then keeps the status line and
+// metrics fresh and pings systemd's watchdog. The pings come from this
+// loop and nowhere else: if it stalls, they stop and systemd restarts us.
+func (s *Supervisor) loop(ctx context.Context) error {
+	tick := time.Second
+	wd := s.notify.WatchdogInterval()
+	if wd > 0 && wd < tick {
+		tick = wd
+	}
+	s.notify.Status("starting: waiting for the etcd member to serve")
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	var lastPing time.Time
+	ready := s.member.Ready()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ready:
+			ready = nil // fires once
+			s.setPhase(api.PhaseReady)
+			s.metrics.SetMemberReady(true)
+			st := s.status(ctx)
+			s.lg.Info("etcd member ready", zap.String("member-id", st.MemberID), zap.String("cluster-id", st.ClusterID))
+			s.notify.Ready(statusLine(st))
+		case <-t.C:
+			if s.getPhase() == api.PhaseReady {
+				st := s.status(ctx)
+				s.metrics.SetMemberReady(st.Error == "")
+				s.notify.Status(statusLine(st))
+			}
+		}
+		if wd > 0 && time.Since(lastPing) >= wd {
+			s.notify.Watchdog()
+			lastPing = time.Now()
+		}
+	}
+}
+
+func (s *Supervisor) setPhase(p string) {
+	s.mu.Lock()
+	s.phase = p
+	s.mu.Unlock()
+	s.metrics.SetPhase(p)
+}
+
+func (s *Supervisor) getPhase() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.phase
+}
+
+// ready answers /readyz: the member must serve a linearizable read now.
+func (s *Supervisor) ready(ctx context.Context) error {
+	if p := s.getPhase(); p != api.PhaseReady {
+		return fmt.Errorf("etcdvisor is %s", p)
+	}
+	if _, err := s.member.Client().Get(ctx, "health"); err != nil {
+		return fmt.Errorf("linearizable read failed: %w", err)
+	}
+	return nil
+}
+
+// controlServer opens the control socket and registers the /v1 routes.
+func (s *Supervisor) controlServer() (*control.Server, net.Listener, error) {
+	gid, mode := -1, os.FileMode(0o600)
+	if name := s.cfg.Control.Group; name != "" {
+		grp, err := user.LookupGroup(name)
+		if err != nil {
+			return nil, nil, fmt.Errorf("control.group %q: %w", name, err)
+		}
+		if gid, err = strconv.Atoi(grp.Gid); err != nil {
+			return nil, nil, fmt.Errorf("control.group %q: gid %q is not a number", name, grp.Gid)
+		}
+		mode = 0o660
+	}
+	path := s.cfg.SocketPath()
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, nil, fmt.Errorf("control.socket %q: %w", path, err)
+	}
+	ln, err := control.Listen(path, mode, gid)
+	if err != nil {
+		return nil, nil, fmt.Errorf("control.socket %q: %w", path, err)
+	}
+	srv := control.NewServer(s.lg.Named("control"), control.Policy{UIDs: []uint32{uint32(os.Geteuid())}, GID: gid})
+	srv.Handle("GET", "/v1/status", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		control.WriteJSON(w, http.StatusOK, s.status(ctx))
+	})
+	s.lg.Info("serving control socket", zap.String("path", path), zap.Stringer("mode", mode))
+	return srv, ln, nil
+}
+
+// makeDataDir creates the data dir 0700, as etcd wants it, and says
+// plainly when this user cannot.
+func makeDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("etcd.data-dir %q: cannot create it: %w (choose a dir this user (uid %d) can write with --data-dir)", dir, err, os.Geteuid())
+	}
+	probe, err := os.CreateTemp(dir, ".etcdvisor-write-test-*")
+	if err != nil {
+		return fmt.Errorf("etcd.data-dir %q: not writable by uid %d: %w (fix its owner or mode, or choose another --data-dir)", dir, os.Geteuid(), err)
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+	return nil
+}
+
+func orDefaults(file string) string {
+	if file == "" {
+		return "(defaults)"
+	}
+	return file
+}
