@@ -163,18 +163,18 @@ func Run(ctx context.Context, cfg *config.Config, lg *zap.Logger) error {
 	}
 
 	err = g.Run()
-	var sig run.SignalError
 	switch {
-	case errors.As(err, &sig):
-		lg.Info("etcdvisor stopped", zap.String("signal", sig.Signal.String()))
+	case errors.Is(err, run.ErrSignal):
+		lg.Info("etcdvisor stopped", zap.String("reason", err.Error()))
 		return nil
 	case errors.Is(err, context.Canceled):
-		lg.Info("etcdvisor stopped")
+		lg.Info("etcdvisor stopped", zap.String("reason", "context canceled"))
 		return nil
 	case err != nil:
 		return err
 	}
-	return nil
+	// An actor ended without an error, which none should do on its own.
+	return errors.New("etcdvisor stopped unexpectedly: a part of the daemon ended on its own")
 }
 
 // loop waits for the member to serve, then keeps the status line and

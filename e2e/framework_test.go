@@ -1,0 +1,368 @@
+// Package e2e runs the real etcdvisor binary: real members on loopback
+// ports, real sockets and files, real signals. It is skipped under -short.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// etcdvisorBin is the binary under test, built once by TestMain.
+var etcdvisorBin string
+
+// waitLimit bounds every wait for a process to do something. It is a
+// failure bound, not a measurement: tests assert what happens, not when.
+const waitLimit = 90 * time.Second
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("e2e: skipped under -short")
+		os.Exit(0)
+	}
+	dir, err := os.MkdirTemp("", "etcdvisor-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	// 0755 so tests that run the binary as another user can exec it.
+	os.Chmod(dir, 0o755)
+	etcdvisorBin = filepath.Join(dir, "etcdvisor")
+	build := exec.Command("go", "build", "-o", etcdvisorBin, "./cmd/etcdvisor")
+	build.Dir = ".."
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: build etcdvisor:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// shortDir is a temp dir with a short path (unix socket paths are limited
+// to 108 bytes), readable by other users, removed at cleanup.
+func shortDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "ev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// freeAddr returns a loopback host:port that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// member describes one etcdvisor's config.
+type member struct {
+	name        string
+	dir         string // holds the config file; data is dir/data
+	clientURL   string
+	peerURL     string
+	metricsAddr string
+	cluster     string // initial-cluster; empty: this member alone
+	state       string // initial-cluster-state
+	extra       string // more YAML appended under etcd:
+}
+
+func newMember(t *testing.T, name string) *member {
+	t.Helper()
+	return &member{
+		name:        name,
+		dir:         shortDir(t),
+		clientURL:   "http://" + freeAddr(t),
+		peerURL:     "http://" + freeAddr(t),
+		metricsAddr: freeAddr(t),
+		state:       "new",
+	}
+}
+
+func (m *member) dataDir() string    { return filepath.Join(m.dir, "data") }
+func (m *member) socket() string     { return filepath.Join(m.dataDir(), "etcdvisor.sock") }
+func (m *member) configPath() string { return filepath.Join(m.dir, "etcdvisor.yaml") }
+
+// writeConfig writes the member's config file and returns its path.
+func (m *member) writeConfig(t *testing.T) string {
+	t.Helper()
+	cfg := fmt.Sprintf(`log:
+  level: info
+metrics:
+  listen: %s
+etcd:
+  name: %s
+  data-dir: %s
+  listen-client-urls: [%s]
+  advertise-client-urls: [%s]
+  listen-peer-urls: [%s]
+  initial-advertise-peer-urls: [%s]
+  initial-cluster: "%s"
+  initial-cluster-state: %s
+%s`, m.metricsAddr, m.name, m.dataDir(), m.clientURL, m.clientURL, m.peerURL, m.peerURL, m.cluster, m.state, m.extra)
+	if err := os.WriteFile(m.configPath(), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return m.configPath()
+}
+
+// process is one running `etcdvisor run`.
+type process struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	notify *notifyListener
+	done   chan struct{}
+	err    error // set when done is closed
+}
+
+// runOpts describes one `etcdvisor run`.
+type runOpts struct {
+	args []string
+	env  []string
+	cred *syscall.Credential // run as this user; nil: as the test
+	dir  string              // working directory; "": the test's
+}
+
+// startDaemon runs `etcdvisor run` with args and a NOTIFY_SOCKET the test
+// listens on. The process is killed at cleanup if still running.
+func startDaemon(t *testing.T, args []string, env ...string) *process {
+	t.Helper()
+	return startDaemonWith(t, runOpts{args: args, env: env})
+}
+
+func startDaemonWith(t *testing.T, o runOpts) *process {
+	t.Helper()
+	p := &process{t: t, stderr: &syncBuffer{}, notify: listenNotify(t), done: make(chan struct{})}
+	p.cmd = exec.Command(etcdvisorBin, append([]string{"run"}, o.args...)...)
+	p.cmd.Dir = o.dir
+	p.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+p.notify.path)
+	p.cmd.Env = append(p.cmd.Env, o.env...)
+	p.cmd.Stderr = p.stderr
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: o.cred}
+	if o.cred != nil {
+		// The daemon's user must be able to send to the notify socket.
+		os.Chmod(p.notify.path, 0o666)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start etcdvisor: %v", err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("etcdvisor stderr (last 40 lines):\n%s", tail(p.stderr.String(), 40))
+		}
+	})
+	return p
+}
+
+// waitReady waits for READY=1 on the notify socket; failing if the
+// process exits first.
+func (p *process) waitReady() {
+	p.t.Helper()
+	if err := p.notify.waitFor("READY=1", p.done); err != nil {
+		p.t.Fatalf("waiting for READY=1: %v\nstderr:\n%s", err, tail(p.stderr.String(), 40))
+	}
+}
+
+// exitCode waits for the process to exit and returns its exit code.
+func (p *process) exitCode() int {
+	p.t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(waitLimit):
+		p.t.Fatalf("etcdvisor did not exit within %s", waitLimit)
+	}
+	var ee *exec.ExitError
+	switch {
+	case p.err == nil:
+		return 0
+	case errors.As(p.err, &ee):
+		return ee.ExitCode()
+	}
+	p.t.Fatalf("wait: %v", p.err)
+	return -1
+}
+
+// stop sends SIGTERM and returns the exit code.
+func (p *process) stop() int {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		p.t.Fatalf("SIGTERM: %v", err)
+	}
+	return p.exitCode()
+}
+
+// runCLI runs an etcdvisor client command and returns its output and exit code.
+func runCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	return runCLIAs(t, nil, "", args...)
+}
+
+// runCLIAs runs an etcdvisor command as another user (cred) in dir.
+func runCLIAs(t *testing.T, cred *syscall.Credential, dir string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, etcdvisorBin, args...)
+	cmd.Dir = dir
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatalf("run etcdvisor %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// notifyListener is the systemd side of the notify protocol: a datagram
+// socket that records every message etcdvisor sends.
+type notifyListener struct {
+	path string
+	conn *net.UnixConn
+
+	mu   sync.Mutex
+	msgs []string
+	more chan struct{} // closed and replaced on every message
+}
+
+func listenNotify(t *testing.T) *notifyListener {
+	t.Helper()
+	n := &notifyListener{path: filepath.Join(shortDir(t), "notify.sock"), more: make(chan struct{})}
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: n.path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.conn = conn
+	t.Cleanup(func() { conn.Close() })
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			k, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			n.mu.Lock()
+			n.msgs = append(n.msgs, string(buf[:k]))
+			close(n.more)
+			n.more = make(chan struct{})
+			n.mu.Unlock()
+		}
+	}()
+	return n
+}
+
+// messages returns every message received so far.
+func (n *notifyListener) messages() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]string(nil), n.msgs...)
+}
+
+// waitFor waits until a message contains want, the process exits (done),
+// or waitLimit passes.
+func (n *notifyListener) waitFor(want string, done <-chan struct{}) error {
+	deadline := time.After(waitLimit)
+	for seen := 0; ; {
+		n.mu.Lock()
+		msgs, more := n.msgs, n.more
+		n.mu.Unlock()
+		for ; seen < len(msgs); seen++ {
+			if strings.Contains(msgs[seen], want) {
+				return nil
+			}
+		}
+		select {
+		case <-more:
+		case <-done:
+			// The process may have sent it just before exiting.
+			for _, m := range n.messages() {
+				if strings.Contains(m, want) {
+					return nil
+				}
+			}
+			return fmt.Errorf("etcdvisor exited before sending %q", want)
+		case <-deadline:
+			return fmt.Errorf("no %q within %s; got %q", want, waitLimit, n.messages())
+		}
+	}
+}
+
+// httpGet fetches url and returns the status code and body.
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	c := http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(resp.Body)
+	return resp.StatusCode, b.String()
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
