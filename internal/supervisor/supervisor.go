@@ -42,6 +42,10 @@ type Supervisor struct {
 	notify  *notify.Notifier
 	started time.Time
 
+	// tickHook, when set, runs at the start of every loop tick; tests use
+	// it to stall the loop and watch the watchdog pings stop.
+	tickHook func()
+
 	mu    sync.Mutex
 	phase string
 }
@@ -110,7 +114,7 @@ func Run(ctx context.Context, cfg *config.Config, lg *zap.Logger) error {
 	{
 		lctx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error {
-			return s.loop(lctx)
+			return s.loop(lctx, s.member.Ready())
 		}, func(error) {
 			s.setPhase(api.PhaseStopping)
 			s.notify.Stopping("stopping: closing etcd member")
@@ -180,7 +184,7 @@ func Run(ctx context.Context, cfg *config.Config, lg *zap.Logger) error {
 // loop waits for the member to serve, then keeps the status line and
 // metrics fresh and pings systemd's watchdog. The pings come from this
 // loop and nowhere else: if it stalls, they stop and systemd restarts us.
-func (s *Supervisor) loop(ctx context.Context) error {
+func (s *Supervisor) loop(ctx context.Context, ready <-chan struct{}) error {
 	tick := time.Second
 	wd := s.notify.WatchdogInterval()
 	if wd > 0 && wd < tick {
@@ -190,7 +194,6 @@ func (s *Supervisor) loop(ctx context.Context) error {
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	var lastPing time.Time
-	ready := s.member.Ready()
 	for {
 		select {
 		case <-ctx.Done():
@@ -203,6 +206,9 @@ func (s *Supervisor) loop(ctx context.Context) error {
 			s.lg.Info("etcd member ready", zap.String("member-id", st.MemberID), zap.String("cluster-id", st.ClusterID))
 			s.notify.Ready(statusLine(st))
 		case <-t.C:
+			if s.tickHook != nil {
+				s.tickHook()
+			}
 			if s.getPhase() == api.PhaseReady {
 				st := s.status(ctx)
 				s.metrics.SetMemberReady(st.Error == "")

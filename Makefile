@@ -1,0 +1,42 @@
+# etcdvisor: `make test` is what CI runs; `make bench` compares against plain etcd.
+GO      ?= go
+BIN     := bin
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.1.0-dev)
+LDFLAGS := -X github.com/etcdvisor/etcdvisor/internal/version.Version=$(VERSION)
+
+.PHONY: all build tools test vet staticcheck unit e2e bench clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/etcdvisor ./cmd/etcdvisor
+
+# Real etcd tools, pinned in tools/go.mod: etcd, etcdctl, etcdutl v3.7.3 and
+# etcd's benchmark tool (only served from go.etcd.io/etcd/v3@v3.7.0).
+tools:
+	cd tools && $(GO) build -o ../$(BIN)/etcd go.etcd.io/etcd/server/v3
+	cd tools && $(GO) build -o ../$(BIN)/etcdctl go.etcd.io/etcd/etcdctl/v3
+	cd tools && $(GO) build -o ../$(BIN)/etcdutl go.etcd.io/etcd/etcdutl/v3
+	cd tools && $(GO) build -o ../$(BIN)/benchmark go.etcd.io/etcd/v3/tools/benchmark
+
+test: vet staticcheck unit e2e
+
+vet:
+	$(GO) vet ./...
+
+staticcheck:
+	$(GO) tool staticcheck ./...
+
+# Unit tests with the race detector; e2e skips itself under -short.
+unit:
+	$(GO) test -race -short -count=1 ./...
+
+# e2e builds the real binary and runs real members on loopback.
+e2e:
+	$(GO) test -count=1 -timeout 20m ./e2e/...
+
+bench: build tools
+	$(GO) run ./bench -etcd $(BIN)/etcd -etcdvisor $(BIN)/etcdvisor -benchmark $(BIN)/benchmark
+
+clean:
+	rm -rf $(BIN)
