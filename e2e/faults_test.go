@@ -185,6 +185,12 @@ func TestTheControlSocketAdmitsTheConfiguredGroupAndRefusesOthers(t *testing.T) 
 	if code != 0 || !strings.Contains(out, `"phase": "ready"`) {
 		t.Errorf("group member: exit %d %s %s", code, out, errOut)
 	}
+	// So may a user who has the group as a supplementary group, as
+	// "usermod -aG nogroup" would give.
+	out, errOut, code = runCLIAs(t, &syscall.Credential{Uid: 4242, Gid: 4242, Groups: []uint32{65534}}, "", "status", "-w", "json", "--socket", m.socket())
+	if code != 0 || !strings.Contains(out, `"phase": "ready"`) {
+		t.Errorf("supplementary group member: exit %d %s %s", code, out, errOut)
+	}
 	// Another user in another group may not.
 	_, errOut, code = runCLIAs(t, &syscall.Credential{Uid: 4242, Gid: 4242}, "", "status", "--socket", m.socket())
 	if code == 0 || !strings.Contains(errOut, "permission denied") {

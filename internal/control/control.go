@@ -19,6 +19,9 @@ import (
 type Peer struct {
 	UID, GID uint32
 	PID      int32
+	// Groups are the caller's supplementary groups (SO_PEERGROUPS); empty
+	// where the kernel cannot tell.
+	Groups []uint32
 }
 
 type peerKey struct{}
@@ -40,14 +43,11 @@ func PeerFrom(ctx context.Context) (peer Peer, ok bool) {
 //
 // Root (uid 0) is always allowed. Besides root, UIDs are allowed: the daemon
 // passes its own effective uid, so reasons call a match "the daemon's uid".
-// When GID >= 0, callers whose primary gid is GID are allowed too; GID -1
-// means no group. The zero Policy therefore allows group 0 (root's group);
-// set GID to -1 when no group is configured.
-//
-// Only the primary gid can be checked: SO_PEERCRED reports the caller's uid,
-// gid and pid, not its supplementary groups. A user added to the control
-// group with "usermod -aG" can open the 0660 socket but is refused here
-// unless that group is their primary group (for example under "sg GROUP").
+// When GID >= 0, callers in group GID are allowed too, whether it is their
+// primary group (SO_PEERCRED) or a supplementary one (SO_PEERGROUPS), so a
+// user added with "usermod -aG" gets in; GID -1 means no group. The zero
+// Policy therefore allows group 0 (root's group); set GID to -1 when no
+// group is configured.
 type Policy struct {
 	UIDs []uint32
 	GID  int
@@ -63,10 +63,11 @@ func (p Policy) Allow(peer Peer) (ok bool, reason string) {
 		return true, fmt.Sprintf("uid %d is the daemon's uid", peer.UID)
 	case p.GID >= 0 && int64(peer.GID) == int64(p.GID):
 		return true, fmt.Sprintf("uid %d has primary gid %d, the control group", peer.UID, peer.GID)
+	case p.GID >= 0 && slices.Contains(peer.Groups, uint32(p.GID)):
+		return true, fmt.Sprintf("uid %d is in the control group %d", peer.UID, p.GID)
 	case p.GID < 0:
 		return false, fmt.Sprintf("uid %d is not root or the daemon's uid", peer.UID)
 	default:
-		return false, fmt.Sprintf("uid %d is not root, the daemon's uid or in group %d "+
-			"(its primary gid is %d; supplementary groups are not checked)", peer.UID, p.GID, peer.GID)
+		return false, fmt.Sprintf("uid %d is not root, the daemon's uid or in group %d", peer.UID, p.GID)
 	}
 }

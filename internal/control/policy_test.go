@@ -43,11 +43,18 @@ func TestPolicyAllow(t *testing.T) {
 			wantReason: "uid 1000 has primary gid 997, the control group",
 		},
 		{
+			name:       "a user with the control group as a supplementary group is allowed",
+			policy:     Policy{UIDs: []uint32{daemonUID}, GID: 997},
+			peer:       Peer{UID: 1000, GID: 1000, Groups: []uint32{4, 997}},
+			wantOK:     true,
+			wantReason: "uid 1000 is in the control group 997",
+		},
+		{
 			name:       "another user is denied",
 			policy:     Policy{UIDs: []uint32{daemonUID}, GID: 997},
 			peer:       Peer{UID: 1000, GID: 1000},
 			wantOK:     false,
-			wantReason: "uid 1000 is not root, the daemon's uid or in group 997 (its primary gid is 1000; supplementary groups are not checked)",
+			wantReason: "uid 1000 is not root, the daemon's uid or in group 997",
 		},
 		{
 			name:       "GID -1 means no group, not even gid 0",
