@@ -199,4 +199,3 @@ func labelValue(labels []*dto.LabelPair, name string) string {
 	}
 	return ""
 }
-
