@@ -216,11 +216,17 @@ func (p *process) exitCode() int {
 	return -1
 }
 
-// stop sends SIGTERM and returns the exit code.
+// stop sends SIGTERM, as systemd does, and returns the exit code.
 func (p *process) stop() int {
 	p.t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		p.t.Fatalf("SIGTERM: %v", err)
+	return p.signal(syscall.SIGTERM)
+}
+
+// signal sends sig and returns the exit code.
+func (p *process) signal(sig syscall.Signal) int {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatalf("send %v: %v", sig, err)
 	}
 	return p.exitCode()
 }
