@@ -1,7 +1,7 @@
 # etcdvisor: `make test` is what CI runs; `make bench` compares against plain etcd.
 GO      ?= go
 BIN     := bin
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.1.0-dev)
+VERSION ?= v0.1.0-dev+$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X github.com/etcdvisor/etcdvisor/internal/version.Version=$(VERSION)
 
 .PHONY: all build tools test vet staticcheck unit e2e bench clean
