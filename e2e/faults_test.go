@@ -111,7 +111,7 @@ func TestAnInvalidConfigListsEveryErrorAndChangesNothingOnDisk(t *testing.T) {
 			t.Fatalf("%v exited 0 on an invalid config: %s", args, out)
 		}
 		for _, want := range []string{
-			cfg + ":16: etcd.snapshot-counts: unknown key",
+			cfg + ":17: etcd.snapshot-counts: unknown key",
 		} {
 			if !strings.Contains(errOut, want) {
 				t.Errorf("%v: stderr does not contain %q:\n%s", args, want, errOut)
@@ -123,7 +123,7 @@ func TestAnInvalidConfigListsEveryErrorAndChangesNothingOnDisk(t *testing.T) {
 	m.writeConfig(t)
 	for _, args := range [][]string{{"run", "--config", cfg}, {"config", "validate", cfg}} {
 		_, errOut, code := runCLI(t, args...)
-		want := cfg + `:15: etcd.election-timeout "300ms": must be at least 5x heartbeat-interval (100ms)`
+		want := cfg + `:16: etcd.election-timeout "300ms": must be at least 5x heartbeat-interval (100ms)`
 		if code == 0 || !strings.Contains(errOut, want) {
 			t.Errorf("%v: exit %d, stderr does not contain %q:\n%s", args, code, want, errOut)
 		}

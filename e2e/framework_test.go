@@ -122,7 +122,10 @@ etcd:
   initial-advertise-peer-urls: [%s]
   initial-cluster: "%s"
   initial-cluster-state: %s
-%s`, m.metricsAddr, m.name, m.dataDir(), m.clientURL, m.clientURL, m.peerURL, m.peerURL, m.cluster, m.state, m.extra)
+  insecure: %t
+%s`, m.metricsAddr, m.name, m.dataDir(), m.clientURL, m.clientURL, m.peerURL, m.peerURL, m.cluster, m.state,
+		// Plain http between members: these tests run on loopback only.
+		strings.Contains(m.cluster, ","), m.extra)
 	if err := os.WriteFile(m.configPath(), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -82,6 +82,14 @@ type Etcd struct {
 
 	ClientTLS TLS `yaml:"client-transport-security"`
 	PeerTLS   TLS `yaml:"peer-transport-security"`
+	// TLSMinVersion is the oldest TLS version accepted on either transport.
+	TLSMinVersion string `yaml:"tls-min-version"`
+	// CipherSuites restricts TLS 1.2 cipher suites (Go's names); empty
+	// keeps Go's secure defaults. TLS 1.3 suites are not configurable.
+	CipherSuites List `yaml:"cipher-suites"`
+	// Insecure allows plain http between the members of a multi-member
+	// cluster. It exists so that choice is made on purpose.
+	Insecure bool `yaml:"insecure"`
 }
 
 // TLS is one transport's x509 material. Empty means plain http.
@@ -90,12 +98,27 @@ type TLS struct {
 	KeyFile       string `yaml:"key-file"`
 	TrustedCAFile string `yaml:"trusted-ca-file"`
 	// ClientCertAuth requires callers to present a certificate signed by
-	// the trusted CA.
-	ClientCertAuth bool `yaml:"client-cert-auth"`
+	// trusted-ca-file. Unset, it is on whenever cert-file is set.
+	ClientCertAuth *bool `yaml:"client-cert-auth"`
+	// AllowedCN, when set, admits only client certificates with one of
+	// these common names (for example kube-apiserver-etcd-client).
+	AllowedCN List `yaml:"allowed-cn"`
+	// AllowedHostname, when set, admits only client certificates valid
+	// for one of these host names.
+	AllowedHostname List `yaml:"allowed-hostname"`
 }
 
 // Enabled reports whether this transport has x509 material.
 func (t TLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
+
+// ClientCertAuthOn reports whether callers must present a certificate:
+// as configured, else whenever TLS is on.
+func (t TLS) ClientCertAuthOn() bool {
+	if t.ClientCertAuth != nil {
+		return *t.ClientCertAuth
+	}
+	return t.Enabled()
+}
 
 // Default returns the defaults for this process: a single member on
 // loopback whose data lives in ./etcdvisor-data, or /var/lib/etcdvisor
@@ -129,6 +152,7 @@ func DefaultWithDataDir(dataDir string) *Config {
 			MaxRequestBytes:          1572864,
 			AutoCompactionMode:       "periodic",
 			AutoCompactionRetention:  "0",
+			TLSMinVersion:            "TLS1.2",
 		},
 	}
 }

@@ -250,3 +250,69 @@ func TestValidateRefusesAURLWithAnotherScheme(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestValidateTLSAndPlaintextPeerRules(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want string // "" means valid
+	}{
+		{
+			name: "a three-member cluster over plain http is refused",
+			yaml: "etcd:\n  name: a\n  initial-cluster: a=http://127.0.0.1:2380,b=http://127.0.0.2:2380,c=http://127.0.0.3:2380\n",
+			want: "etcd.peer-transport-security: a 3-member cluster over plain http sends every key unencrypted",
+		},
+		{
+			name: "insecure: true accepts it",
+			yaml: "etcd:\n  name: a\n  insecure: true\n  initial-cluster: a=http://127.0.0.1:2380,b=http://127.0.0.2:2380\n",
+		},
+		{
+			name: "TLS turns client-cert-auth on, which needs a CA",
+			yaml: "etcd:\n  client-transport-security:\n    cert-file: s.crt\n    key-file: s.key\n",
+			want: "etcd.client-transport-security.trusted-ca-file: needed to check client certificates",
+		},
+		{
+			name: "client-cert-auth may be turned off on purpose",
+			yaml: "etcd:\n  client-transport-security:\n    cert-file: s.crt\n    key-file: s.key\n    client-cert-auth: false\n",
+		},
+		{
+			name: "allowed-cn and allowed-hostname exclude each other",
+			yaml: "etcd:\n  client-transport-security:\n    cert-file: s.crt\n    key-file: s.key\n    trusted-ca-file: ca.crt\n    allowed-cn: [kube-apiserver]\n    allowed-hostname: api.example\n",
+			want: `etcd.client-transport-security.allowed-hostname "api.example": set allowed-cn or allowed-hostname, not both`,
+		},
+		{
+			name: "allowed-cn without TLS",
+			yaml: "etcd:\n  client-transport-security:\n    allowed-cn: kube-apiserver\n",
+			want: `etcd.client-transport-security.allowed-cn "kube-apiserver": needs cert-file and key-file too`,
+		},
+		{
+			name: "an insecure cipher suite is refused",
+			yaml: "etcd:\n  cipher-suites: [TLS_RSA_WITH_RC4_128_SHA]\n",
+			want: `etcd.cipher-suites "TLS_RSA_WITH_RC4_128_SHA": not a secure TLS 1.2 cipher suite`,
+		},
+		{
+			name: "a secure cipher suite is accepted",
+			yaml: "etcd:\n  cipher-suites: TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\n  tls-min-version: TLS1.3\n",
+		},
+		{
+			name: "an unknown TLS version",
+			yaml: "etcd:\n  tls-min-version: TLS1.1\n",
+			want: `etcd.tls-min-version "TLS1.1": expected one of: TLS1.2, TLS1.3`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse("etcdvisor.yaml", []byte(tt.yaml))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			err = cfg.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("want valid, got %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("got %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}

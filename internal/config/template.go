@@ -9,7 +9,7 @@ import (
 // defaultTemplate is the commented config that `etcdvisor config default`
 // prints. Its values come from a Config, so it cannot drift from Default.
 var defaultTemplate = template.Must(template.New("default").Funcs(template.FuncMap{
-	"list": func(l URLList) string { return "[" + strings.Join(l, ", ") + "]" },
+	"list": func(l []string) string { return "[" + strings.Join(l, ", ") + "]" },
 }).Parse(`# etcdvisor configuration. Every key is optional; unknown keys are errors.
 # Check a file with: etcdvisor config validate FILE
 
@@ -73,17 +73,32 @@ etcd:
   auto-compaction-mode: {{.Etcd.AutoCompactionMode}}
   auto-compaction-retention: "{{.Etcd.AutoCompactionRetention}}"
 
-  # x509 for clients and peers. Empty means plain http on these URLs.
+  # x509 for clients and peers. Empty means plain http on these URLs; a
+  # multi-member cluster then needs insecure: true. etcdvisor pki makes the files.
   client-transport-security:
     cert-file: "{{.Etcd.ClientTLS.CertFile}}"
     key-file: "{{.Etcd.ClientTLS.KeyFile}}"
     trusted-ca-file: "{{.Etcd.ClientTLS.TrustedCAFile}}"
-    client-cert-auth: {{.Etcd.ClientTLS.ClientCertAuth}}
+    # Require client certificates signed by trusted-ca-file. Default: on
+    # whenever cert-file is set.
+    # client-cert-auth: true
+    # Admit only client certificates with this CN (e.g. the API server's).
+    allowed-cn: {{list .Etcd.ClientTLS.AllowedCN}}
+    allowed-hostname: {{list .Etcd.ClientTLS.AllowedHostname}}
   peer-transport-security:
     cert-file: "{{.Etcd.PeerTLS.CertFile}}"
     key-file: "{{.Etcd.PeerTLS.KeyFile}}"
     trusted-ca-file: "{{.Etcd.PeerTLS.TrustedCAFile}}"
-    client-cert-auth: {{.Etcd.PeerTLS.ClientCertAuth}}
+    # client-cert-auth: true
+    allowed-cn: {{list .Etcd.PeerTLS.AllowedCN}}
+    allowed-hostname: {{list .Etcd.PeerTLS.AllowedHostname}}
+  # TLS1.2 or TLS1.3.
+  tls-min-version: {{.Etcd.TLSMinVersion}}
+  # TLS 1.2 cipher suites by Go's names; empty keeps Go's secure defaults.
+  cipher-suites: {{list .Etcd.CipherSuites}}
+  # Allow plain http between the members of a multi-member cluster. Raft
+  # traffic carries every key, Kubernetes secrets included: leave it false.
+  insecure: {{.Etcd.Insecure}}
 `))
 
 // Commented renders c as a complete, commented config file.

@@ -74,26 +74,40 @@ type URLList []string
 
 // UnmarshalYAML accepts "a,b", "a" or [a, b].
 func (l *URLList) UnmarshalYAML(n *yaml.Node) error {
+	out, err := splitList(n, "URL")
+	*l = out
+	return err
+}
+
+// List is a list of names written as one string, a comma-separated
+// string, or a YAML list.
+type List []string
+
+// UnmarshalYAML accepts "a,b", "a" or [a, b].
+func (l *List) UnmarshalYAML(n *yaml.Node) error {
+	out, err := splitList(n, "name")
+	*l = out
+	return err
+}
+
+func splitList(n *yaml.Node, what string) ([]string, error) {
+	var out []string
 	switch n.Kind {
 	case yaml.ScalarNode:
-		var out []string
 		for _, s := range strings.Split(n.Value, ",") {
 			if s = strings.TrimSpace(s); s != "" {
 				out = append(out, s)
 			}
 		}
-		*l = out
-		return nil
+		return out, nil
 	case yaml.SequenceNode:
-		var out []string
 		for _, c := range n.Content {
 			if c.Kind != yaml.ScalarNode {
-				return fmt.Errorf("expected a list of URLs")
+				return nil, fmt.Errorf("expected a list of %ss", what)
 			}
 			out = append(out, strings.TrimSpace(c.Value))
 		}
-		*l = out
-		return nil
+		return out, nil
 	}
-	return fmt.Errorf("expected a URL or a list of URLs")
+	return nil, fmt.Errorf("expected a %s or a list of %ss", what, what)
 }

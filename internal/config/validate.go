@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/url"
@@ -87,6 +88,9 @@ func (c *Config) Validate() error {
 
 	v.tls("etcd.client-transport-security", e.ClientTLS)
 	v.tls("etcd.peer-transport-security", e.PeerTLS)
+	v.oneOf("etcd.tls-min-version", e.TLSMinVersion, "TLS1.2", "TLS1.3")
+	v.cipherSuites()
+	v.plaintextPeers()
 
 	if len(v.errs) == 0 {
 		return nil
@@ -258,10 +262,56 @@ func (v *validator) tls(path string, t TLS) {
 	if (t.CertFile == "") != (t.KeyFile == "") {
 		v.fail(path, "", "cert-file and key-file go together; set both or neither")
 	}
-	if t.ClientCertAuth && t.TrustedCAFile == "" {
-		v.fail(path+".client-cert-auth", "true", "needs trusted-ca-file to check client certificates against")
+	if t.ClientCertAuthOn() && t.TrustedCAFile == "" {
+		v.fail(path+".trusted-ca-file", "", "needed to check client certificates (client-cert-auth is on whenever TLS is; "+
+			"set client-cert-auth: false to accept any client)")
 	}
-	if !t.Enabled() && t.TrustedCAFile != "" {
-		v.fail(path+".trusted-ca-file", t.TrustedCAFile, "needs cert-file and key-file too")
+	if !t.Enabled() {
+		for key, val := range map[string]string{"trusted-ca-file": t.TrustedCAFile,
+			"allowed-cn": strings.Join(t.AllowedCN, ","), "allowed-hostname": strings.Join(t.AllowedHostname, ",")} {
+			if val != "" {
+				v.fail(path+"."+key, val, "needs cert-file and key-file too")
+			}
+		}
+	}
+	if (len(t.AllowedCN) > 0 || len(t.AllowedHostname) > 0) && !t.ClientCertAuthOn() {
+		v.fail(path+".client-cert-auth", "false", "allowed-cn and allowed-hostname check client certificates, so client-cert-auth must be on")
+	}
+	if len(t.AllowedCN) > 0 && len(t.AllowedHostname) > 0 {
+		v.fail(path+".allowed-hostname", strings.Join(t.AllowedHostname, ","), "set allowed-cn or allowed-hostname, not both (etcd checks one)")
+	}
+}
+
+// cipherSuites checks names against Go's secure TLS 1.2 suites; insecure
+// ones are refused rather than silently enabled.
+func (v *validator) cipherSuites() {
+	known := map[string]bool{}
+	for _, cs := range tls.CipherSuites() {
+		known[cs.Name] = true
+	}
+	for _, name := range v.c.Etcd.CipherSuites {
+		if !known[name] {
+			v.fail("etcd.cipher-suites", name, "not a secure TLS 1.2 cipher suite Go knows; leave cipher-suites empty for safe defaults")
+		}
+	}
+}
+
+// plaintextPeers refuses plain http between members of a multi-member
+// cluster unless the operator said insecure: true: raft traffic carries
+// every key, Kubernetes secrets included.
+func (v *validator) plaintextPeers() {
+	e := &v.c.Etcd
+	if e.Insecure || e.PeerTLS.Enabled() {
+		return
+	}
+	names := map[string]bool{}
+	for _, entry := range strings.Split(v.c.InitialClusterOrSelf(), ",") {
+		if name, _, ok := strings.Cut(strings.TrimSpace(entry), "="); ok {
+			names[name] = true
+		}
+	}
+	if len(names) > 1 {
+		v.fail("etcd.peer-transport-security", "", fmt.Sprintf("a %d-member cluster over plain http sends every key unencrypted between hosts; "+
+			"configure peer TLS (etcdvisor pki bootstrap makes the certificates) or set etcd.insecure: true to accept that", len(names)))
 	}
 }

@@ -82,6 +82,9 @@ func EmbedConfig(cfg *config.Config, lg *zap.Logger) (*embed.Config, error) {
 	ec.AutoCompactionRetention = e.AutoCompactionRetention
 	ec.ClientTLSInfo = tlsInfo(e.ClientTLS)
 	ec.PeerTLSInfo = tlsInfo(e.PeerTLS)
+	ec.ClientAutoTLS, ec.PeerAutoTLS = false, false
+	ec.TlsMinVersion = e.TLSMinVersion
+	ec.CipherSuites = e.CipherSuites
 	// One logger for both: etcd's lines carry our fields and format.
 	ec.Logger = "zap"
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg)
@@ -89,12 +92,15 @@ func EmbedConfig(cfg *config.Config, lg *zap.Logger) (*embed.Config, error) {
 }
 
 func tlsInfo(t config.TLS) transport.TLSInfo {
-	return transport.TLSInfo{
+	info := transport.TLSInfo{
 		CertFile:       t.CertFile,
 		KeyFile:        t.KeyFile,
 		TrustedCAFile:  t.TrustedCAFile,
-		ClientCertAuth: t.ClientCertAuth,
+		ClientCertAuth: t.ClientCertAuthOn(),
 	}
+	info.AllowedCNs = t.AllowedCN
+	info.AllowedHostnames = t.AllowedHostname
+	return info
 }
 
 func parseURLs(in []string) ([]url.URL, error) {
