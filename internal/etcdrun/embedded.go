@@ -115,9 +115,13 @@ func parseURLs(in []string) ([]url.URL, error) {
 	return out, nil
 }
 
-// Start launches etcd. Ports are checked first so that a port in use is
-// reported with the URL that asked for it, rather than etcd's bare address.
+// Start launches etcd. The data dir must belong to this member, and ports
+// are checked first so that a port in use is reported with the URL that
+// asked for it, rather than etcd's bare address.
 func (m *Embedded) Start(ctx context.Context) error {
+	if err := CheckDataDir(m.cfg); err != nil {
+		return err
+	}
 	if err := checkListenURLs(m.cfg); err != nil {
 		return err
 	}
@@ -207,6 +211,14 @@ func (m *Embedded) Stop(ctx context.Context) error {
 	closed := make(chan struct{})
 	go func() {
 		cli.Close()
+		select {
+		case <-e.Server.ReadyNotify():
+		default:
+			// etcd's Close first waits for its client servers, which start
+			// only once the member is ready. A member that never got there
+			// (no quorum yet) must stop its server first, or Close hangs.
+			e.Server.Stop()
+		}
 		e.Close()
 		close(closed)
 	}()

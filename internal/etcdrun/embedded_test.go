@@ -105,3 +105,92 @@ func TestEmbeddedStartNamesTheURLWhosePortIsTaken(t *testing.T) {
 		t.Fatalf("got %q, want it to contain %q", err, want)
 	}
 }
+
+func TestCheckDataDirRefusesDataOfAnotherClusterOrMember(t *testing.T) {
+	cfg := testConfig(t)
+	if err := CheckDataDir(cfg); err != nil {
+		t.Fatalf("a fresh data dir: %v", err)
+	}
+	m := startMember(t, cfg)
+	st, err := m.Client().Status(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Stop(context.Background())
+
+	got, ok, err := ReadIdentity(WALDir(cfg))
+	if err != nil || !ok {
+		t.Fatalf("ReadIdentity: %v %v", ok, err)
+	}
+	if uint64(got.MemberID) != st.Header.MemberId || uint64(got.ClusterID) != st.Header.ClusterId {
+		t.Fatalf("WAL says member %s cluster %s; the running member said %x %x", got.MemberID, got.ClusterID, st.Header.MemberId, st.Header.ClusterId)
+	}
+	if err := CheckDataDir(cfg); err != nil {
+		t.Fatalf("the member's own data dir was refused: %v", err)
+	}
+
+	tests := []struct {
+		name   string
+		change func(c config.Config) *config.Config
+		want   string
+	}{
+		{"another cluster token", func(c config.Config) *config.Config {
+			c.Etcd.InitialClusterToken = "other-cluster"
+			return &c
+		}, `initial-cluster-token "other-cluster" describe cluster`},
+		{"the config of a member of another cluster", func(c config.Config) *config.Config {
+			// The same cluster of two, but this config is the other member's.
+			c.Etcd.InitialCluster = "other=http://127.0.0.9:2380," + c.Etcd.Name + "=" + c.Etcd.InitialAdvertisePeerURLs[0]
+			self := c
+			self.Etcd.Name = "other"
+			self.Etcd.InitialAdvertisePeerURLs = config.URLList{"http://127.0.0.9:2380"}
+			return &self
+		}, "describe cluster"},
+		{"joined a cluster: nothing to compare", func(c config.Config) *config.Config {
+			c.Etcd.InitialClusterToken = "other-cluster"
+			c.Etcd.InitialClusterState = "existing"
+			return &c
+		}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckDataDir(tt.change(*cfg))
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("got %v, want no error", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("got %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestCheckDataDirRefusesAnotherMembersDataOfTheSameCluster(t *testing.T) {
+	// Member a of a two-member cluster writes its WAL at bootstrap, before
+	// b ever starts; then b's config is pointed at a's data dir.
+	a := testConfig(t)
+	peerB := freePort(t)
+	a.Etcd.InitialCluster = "default=" + a.Etcd.InitialAdvertisePeerURLs[0] + ",b=" + peerB
+	m := NewEmbedded(a, zaptest.NewLogger(t))
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, ok, _ := ReadIdentity(WALDir(a)); ok {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	m.Stop(context.Background())
+
+	b := *a
+	b.Etcd.Name = "b"
+	b.Etcd.InitialAdvertisePeerURLs = config.URLList{peerB}
+	err := CheckDataDir(&b)
+	if err == nil || !strings.Contains(err.Error(), `but this config makes member "b"`) {
+		t.Fatalf("got %v, want a refusal naming member b", err)
+	}
+	if err := CheckDataDir(a); err != nil {
+		t.Fatalf("a's own config was refused: %v", err)
+	}
+}
