@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/etcdvisor/etcdvisor/internal/api"
+	"github.com/etcdvisor/etcdvisor/internal/endpoints"
 	"github.com/etcdvisor/etcdvisor/internal/output"
 )
 
@@ -42,26 +43,43 @@ func newStatusCommand() *cobra.Command {
 }
 
 func newEtcdServersCommand() *cobra.Command {
-	var o clientOptions
+	var (
+		o      clientOptions
+		format string
+	)
 	cmd := &cobra.Command{
 		Use:   "etcd-servers",
-		Short: "Print the value for kube-apiserver's --etcd-servers from the live member list",
+		Short: "Print where etcd is for kube-apiserver (--etcd-servers) or a load balancer, from the live member list",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			render, ok := map[string]func([]api.Member) (string, error){
+				"etcd-servers": endpoints.EtcdServers,
+				"haproxy":      endpoints.HAProxy,
+			}[format]
+			if !ok {
+				return usageError{fmt.Errorf("--format %q: expected etcd-servers or haproxy", format)}
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 			defer cancel()
 			var st api.Status
 			if err := o.get(ctx, "/v1/status", &st); err != nil {
 				return err
 			}
-			servers, err := output.EtcdServers(st)
+			if st.Error != "" && len(st.Members) == 0 {
+				return fmt.Errorf("no member list: %s", st.Error)
+			}
+			out, err := render(st.Members)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), servers)
-			return nil
+			if format == "etcd-servers" {
+				out += "\n"
+			}
+			_, err = fmt.Fprint(cmd.OutOrStdout(), out)
+			return err
 		},
 	}
 	o.bind(cmd)
+	cmd.Flags().StringVar(&format, "format", "etcd-servers", "etcd-servers (kube-apiserver's flag value) or haproxy (a backend stanza)")
 	return cmd
 }

@@ -55,3 +55,23 @@ type Member struct {
 type Error struct {
 	Error string `json:"error"`
 }
+
+// MemberHealth is one member and how it answers from this host: GET
+// /v1/members.
+type MemberHealth struct {
+	Member
+	// Healthy: the member answered a status request over its client URL,
+	// knows a leader, and reports no errors.
+	Healthy   bool    `json:"healthy"`
+	Error     string  `json:"error,omitempty"`
+	RaftTerm  uint64  `json:"raftTerm,omitempty"`
+	RaftIndex uint64  `json:"raftIndex,omitempty"`
+	DBSize    int64   `json:"dbSize,omitempty"`
+	Version   string  `json:"version,omitempty"`
+	TookMs    float64 `json:"tookMs,omitempty"`
+}
+
+// MemberList is GET /v1/members.
+type MemberList struct {
+	Members []MemberHealth `json:"members"`
+}

@@ -27,8 +27,9 @@ const (
 type Config struct {
 	Log     Log     `yaml:"log"`
 	Control Control `yaml:"control"`
-	Metrics Metrics `yaml:"metrics"`
-	Etcd    Etcd    `yaml:"etcd"`
+	Metrics   Metrics   `yaml:"metrics"`
+	Endpoints Endpoints `yaml:"endpoints"`
+	Etcd      Etcd      `yaml:"etcd"`
 
 	// src remembers where each value came from, for error messages.
 	src source
@@ -52,6 +53,14 @@ type Control struct {
 // Metrics configures the Prometheus listener.
 type Metrics struct {
 	Listen string `yaml:"listen"`
+}
+
+// Endpoints configures the file that tells kube-apiserver (or a wrapper,
+// or a load balancer's reload hook) where etcd is.
+type Endpoints struct {
+	// File, when set, is rewritten atomically with the --etcd-servers
+	// value whenever the member list changes.
+	File string `yaml:"file"`
 }
 
 // Etcd configures the local etcd member. Names and meanings follow etcd's

@@ -32,6 +32,12 @@ metrics:
   # Empty turns it off.
   listen: "{{.Metrics.Listen}}"
 
+endpoints:
+  # A file kept holding the --etcd-servers value for kube-apiserver (the
+  # voting members' client URLs), rewritten atomically whenever the member
+  # list changes. Empty: no file. Under systemd, e.g. /run/etcdvisor/etcd-servers.
+  file: "{{.Endpoints.File}}"
+
 etcd:
   # This member's name; unique in the cluster and listed in initial-cluster.
   name: {{.Etcd.Name}}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +31,10 @@ func (c *Config) Validate() error {
 		if _, port, err := net.SplitHostPort(c.Metrics.Listen); err != nil || !validPort(port) {
 			v.fail("metrics.listen", c.Metrics.Listen, "expected host:port, like 127.0.0.1:2381")
 		}
+	}
+
+	if f := c.Endpoints.File; f != "" && (strings.HasSuffix(f, "/") || !filepath.IsAbs(f) && strings.HasPrefix(f, "~")) {
+		v.fail("endpoints.file", f, "expected a file path")
 	}
 
 	switch {

@@ -21,6 +21,10 @@ type Metrics struct {
 	Registry    *prometheus.Registry
 	memberReady prometheus.Gauge
 	phase       *prometheus.GaugeVec
+	members     *prometheus.GaugeVec
+	isLeader    prometheus.Gauge
+	hasLeader   prometheus.Gauge
+	certExpiry  *prometheus.GaugeVec
 }
 
 // Phases that etcdvisor_phase reports, one series each.
@@ -41,6 +45,22 @@ func New(version, etcdVersion, goVersion string, start time.Time) *Metrics {
 			Help: "The daemon's phase: 1 for the current one, 0 for the others.",
 		}, []string{"phase"}),
 	}
+	m.members = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "etcdvisor_cluster_members",
+		Help: "Members of the cluster as this member sees them, by role (voter or learner).",
+	}, []string{"role"})
+	m.isLeader = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "etcdvisor_member_is_leader",
+		Help: "1 when this member is the raft leader, else 0.",
+	})
+	m.hasLeader = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "etcdvisor_member_has_leader",
+		Help: "1 when this member knows a leader, else 0.",
+	})
+	m.certExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "etcdvisor_cert_expiry_timestamp_seconds",
+		Help: "When each configured certificate expires, in seconds since the Unix epoch.",
+	}, []string{"role", "file"})
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "etcdvisor_build_info",
 		Help:        "Always 1; labels carry the versions of etcdvisor, the etcd it runs, and Go.",
@@ -52,18 +72,33 @@ func New(version, etcdVersion, goVersion string, start time.Time) *Metrics {
 		Help: "When the etcdvisor daemon started, in seconds since the Unix epoch.",
 	})
 	startTime.Set(float64(start.UnixNano()) / 1e9)
-	reg.MustRegister(buildInfo, startTime, m.memberReady, m.phase)
+	reg.MustRegister(buildInfo, startTime, m.memberReady, m.phase, m.members, m.isLeader, m.hasLeader, m.certExpiry)
 	m.SetPhase("starting")
 	return m
 }
 
 // SetMemberReady records whether the member serves linearizable reads.
-func (m *Metrics) SetMemberReady(ready bool) {
-	if ready {
-		m.memberReady.Set(1)
-	} else {
-		m.memberReady.Set(0)
+func (m *Metrics) SetMemberReady(ready bool) { m.memberReady.Set(b2f(ready)) }
+
+// SetCluster records the member list and leadership as this member sees them.
+func (m *Metrics) SetCluster(voters, learners int, isLeader, hasLeader bool) {
+	m.members.WithLabelValues("voter").Set(float64(voters))
+	m.members.WithLabelValues("learner").Set(float64(learners))
+	m.isLeader.Set(b2f(isLeader))
+	m.hasLeader.Set(b2f(hasLeader))
+}
+
+// SetCertExpiry records when the certificate in file, used for role
+// ("client", "peer"), expires.
+func (m *Metrics) SetCertExpiry(role, file string, notAfter time.Time) {
+	m.certExpiry.WithLabelValues(role, file).Set(float64(notAfter.Unix()))
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
 	}
+	return 0
 }
 
 // SetPhase marks phase as current.

@@ -16,6 +16,8 @@ import (
 
 func TestMetricsPassPrometheusLint(t *testing.T) {
 	m := New("v0.1.0", "3.7.3", "go1.26.8", time.Unix(1700000000, 0))
+	m.SetCluster(3, 1, true, true)
+	m.SetCertExpiry("peer", "/etc/etcdvisor/pki/peer.crt", time.Unix(1800000000, 0))
 	problems, err := testutil.GatherAndLint(m.Registry)
 	if err != nil {
 		t.Fatal(err)
@@ -84,5 +86,30 @@ func TestServerAnswersMetricsHealthzAndReadyz(t *testing.T) {
 				t.Fatalf("got %d %q, want %d containing %q", resp.StatusCode, body, tt.wantCode, tt.wantBody)
 			}
 		})
+	}
+}
+
+func TestClusterAndCertificateGauges(t *testing.T) {
+	m := New("v0.1.0", "3.7.3", "go1.26.8", time.Unix(1700000000, 0))
+	m.SetCluster(3, 1, false, true)
+	m.SetCertExpiry("client", "/pki/server.crt", time.Unix(1800000000, 0))
+	want := `
+# HELP etcdvisor_cert_expiry_timestamp_seconds When each configured certificate expires, in seconds since the Unix epoch.
+# TYPE etcdvisor_cert_expiry_timestamp_seconds gauge
+etcdvisor_cert_expiry_timestamp_seconds{file="/pki/server.crt",role="client"} 1.8e+09
+# HELP etcdvisor_cluster_members Members of the cluster as this member sees them, by role (voter or learner).
+# TYPE etcdvisor_cluster_members gauge
+etcdvisor_cluster_members{role="learner"} 1
+etcdvisor_cluster_members{role="voter"} 3
+# HELP etcdvisor_member_has_leader 1 when this member knows a leader, else 0.
+# TYPE etcdvisor_member_has_leader gauge
+etcdvisor_member_has_leader 1
+# HELP etcdvisor_member_is_leader 1 when this member is the raft leader, else 0.
+# TYPE etcdvisor_member_is_leader gauge
+etcdvisor_member_is_leader 0
+`
+	if err := testutil.GatherAndCompare(m.Registry, strings.NewReader(want),
+		"etcdvisor_cert_expiry_timestamp_seconds", "etcdvisor_cluster_members", "etcdvisor_member_has_leader", "etcdvisor_member_is_leader"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -78,23 +78,23 @@ func Status(w io.Writer, f string, st api.Status) error {
 	return tw.Flush()
 }
 
-// EtcdServers is the value for kube-apiserver's --etcd-servers: the client
-// URLs of the voting members. Learners are left out because they refuse
-// the requests kube-apiserver sends.
-func EtcdServers(st api.Status) (string, error) {
-	var urls []string
-	for _, m := range st.Members {
-		if !m.IsLearner {
-			urls = append(urls, m.ClientURLs...)
-		}
+// Members writes the member list with each member's health in format f.
+func Members(w io.Writer, f string, ml api.MemberList) error {
+	if f == JSON {
+		return WriteJSON(w, ml)
 	}
-	if len(urls) == 0 {
-		if st.Error != "" {
-			return "", fmt.Errorf("no member list: %s", st.Error)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tPEER URLS\tCLIENT URLS\tLEARNER\tLEADER\tHEALTH\tRAFT TERM\tRAFT INDEX\tDB SIZE")
+	for _, m := range ml.Members {
+		health := "healthy"
+		if !m.Healthy {
+			health = "unhealthy: " + m.Error
 		}
-		return "", fmt.Errorf("no voting member advertises a client URL yet")
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\t%t\t%s\t%d\t%d\t%s\n", m.ID, orDash(m.Name),
+			strings.Join(m.PeerURLs, ","), strings.Join(m.ClientURLs, ","), m.IsLearner, m.IsLeader,
+			health, m.RaftTerm, m.RaftIndex, humanize.IBytes(uint64(m.DBSize)))
 	}
-	return strings.Join(urls, ","), nil
+	return tw.Flush()
 }
 
 func leader(st api.Status) string {

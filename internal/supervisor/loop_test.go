@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/etcdvisor/etcdvisor/internal/api"
+	"github.com/etcdvisor/etcdvisor/internal/config"
 	"github.com/etcdvisor/etcdvisor/internal/metrics"
 	"github.com/etcdvisor/etcdvisor/internal/notify"
 )
@@ -60,6 +61,7 @@ func TestAStalledSupervisorLoopStopsTheWatchdogPings(t *testing.T) {
 	var stall atomic.Bool
 	stalled, release := make(chan struct{}), make(chan struct{})
 	s := &Supervisor{
+		cfg:     config.DefaultWithDataDir(t.TempDir()),
 		lg:      zaptest.NewLogger(t),
 		notify:  notify.New(zaptest.NewLogger(t)),
 		metrics: metrics.New("test", "3.7.3", "go", time.Now()),

@@ -23,6 +23,7 @@ import (
 	"github.com/etcdvisor/etcdvisor/internal/api"
 	"github.com/etcdvisor/etcdvisor/internal/config"
 	"github.com/etcdvisor/etcdvisor/internal/control"
+	"github.com/etcdvisor/etcdvisor/internal/endpoints"
 	"github.com/etcdvisor/etcdvisor/internal/etcdrun"
 	"github.com/etcdvisor/etcdvisor/internal/metrics"
 	"github.com/etcdvisor/etcdvisor/internal/notify"
@@ -32,6 +33,10 @@ import (
 // stopTimeout bounds etcd's graceful stop, leadership transfer included;
 // systemd's TimeoutStopSec is longer so this fires first.
 const stopTimeout = 30 * time.Second
+
+// certCheckInterval is how often certificate expiry is re-read: files may
+// be rotated under a running member, and expiry moves slowly.
+const certCheckInterval = 10 * time.Minute
 
 // Supervisor is one running daemon.
 type Supervisor struct {
@@ -46,8 +51,9 @@ type Supervisor struct {
 	// it to stall the loop and watch the watchdog pings stop.
 	tickHook func()
 
-	mu    sync.Mutex
-	phase string
+	mu     sync.Mutex
+	phase  string
+	warned map[string]bool
 }
 
 // Run runs the daemon until ctx ends, SIGINT or SIGTERM arrives (nil), or
@@ -68,6 +74,15 @@ func Run(ctx context.Context, cfg *config.Config, lg *zap.Logger) error {
 		zap.String("name", cfg.Etcd.Name),
 		zap.String("data-dir", cfg.Etcd.DataDir),
 	)
+
+	// 0. Certificates: a bad file fails here, naming it, instead of in the
+	//    middle of etcd's start.
+	if err := s.preflightTLS(); err != nil {
+		return err
+	}
+	if e := cfg.Etcd; e.Insecure && !e.PeerTLS.Enabled() {
+		lg.Warn("peer traffic is plain http: every key, Kubernetes secrets included, crosses the network unencrypted (etcd.insecure is true)")
+	}
 
 	// 1. The data dir and its lock come first: nothing else may touch the
 	//    socket or etcd's files while another etcdvisor owns them.
@@ -193,7 +208,7 @@ func (s *Supervisor) loop(ctx context.Context, ready <-chan struct{}) error {
 	s.notify.Status("starting: waiting for the etcd member to serve")
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	var lastPing time.Time
+	var lastPing, lastCertCheck time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -204,6 +219,7 @@ func (s *Supervisor) loop(ctx context.Context, ready <-chan struct{}) error {
 			s.metrics.SetMemberReady(true)
 			st := s.status(ctx)
 			s.lg.Info("etcd member ready", zap.String("member-id", st.MemberID), zap.String("cluster-id", st.ClusterID))
+			s.observe(st)
 			s.notify.Ready(statusLine(st))
 		case <-t.C:
 			if s.tickHook != nil {
@@ -211,14 +227,62 @@ func (s *Supervisor) loop(ctx context.Context, ready <-chan struct{}) error {
 			}
 			if s.getPhase() == api.PhaseReady {
 				st := s.status(ctx)
-				s.metrics.SetMemberReady(st.Error == "")
+				s.observe(st)
 				s.notify.Status(statusLine(st))
+			}
+			if time.Since(lastCertCheck) >= certCheckInterval {
+				s.recordCertExpiry()
+				lastCertCheck = time.Now()
 			}
 		}
 		if wd > 0 && time.Since(lastPing) >= wd {
 			s.notify.Watchdog()
 			lastPing = time.Now()
 		}
+	}
+}
+
+// observe turns a fresh status into metrics and the endpoints file.
+func (s *Supervisor) observe(st api.Status) {
+	s.metrics.SetMemberReady(st.Error == "")
+	if st.Error != "" {
+		return
+	}
+	voters, learners := 0, 0
+	for _, m := range st.Members {
+		if m.IsLearner {
+			learners++
+		} else {
+			voters++
+		}
+	}
+	s.metrics.SetCluster(voters, learners, st.IsLeader, st.LeaderID != "")
+	if path := s.cfg.Endpoints.File; path != "" && len(st.Members) > 0 {
+		servers, err := endpoints.EtcdServers(st.Members)
+		if err != nil {
+			return
+		}
+		changed, err := endpoints.WriteFile(path, []byte(servers+"\n"))
+		switch {
+		case err != nil:
+			s.warnOnce("endpoints", "cannot write the endpoints file", zap.String("path", path), zap.Error(err))
+		case changed:
+			s.lg.Info("endpoints file updated", zap.String("path", path), zap.String("etcd-servers", servers))
+		}
+	}
+}
+
+// warnOnce logs a problem the loop would otherwise repeat every second,
+// until it goes away.
+func (s *Supervisor) warnOnce(key, msg string, fields ...zap.Field) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.warned == nil {
+		s.warned = map[string]bool{}
+	}
+	if !s.warned[key] {
+		s.warned[key] = true
+		s.lg.Warn(msg, fields...)
 	}
 }
 
@@ -272,6 +336,16 @@ func (s *Supervisor) controlServer() (*control.Server, net.Listener, error) {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
 		control.WriteJSON(w, http.StatusOK, s.status(ctx))
+	})
+	srv.Handle("GET", "/v1/members", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*probeTimeout)
+		defer cancel()
+		list, err := s.members(ctx)
+		if err != nil {
+			control.WriteError(w, http.StatusServiceUnavailable, "list members: %v", err)
+			return
+		}
+		control.WriteJSON(w, http.StatusOK, list)
 	})
 	s.lg.Info("serving control socket", zap.String("path", path), zap.Stringer("mode", mode))
 	return srv, ln, nil
