@@ -2,98 +2,227 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/etcdvisor/etcdvisor/internal/api"
 )
 
-// startCluster bootstraps n members from a static initial-cluster, each
-// under its own etcdvisor, and waits until every one is ready.
-func startCluster(t *testing.T, n int) ([]*member, []*process) {
+// Cluster is a set of etcdvisor processes forming one etcd cluster on
+// loopback: member i listens on 127.0.0.(i+1).
+type Cluster struct {
+	t       *testing.T
+	Members []*member
+	Procs   []*process
+	PKI     string // `etcdvisor pki bootstrap` output, when TLS is on
+}
+
+type clusterOptions struct {
+	members int
+	tls     bool
+}
+
+// ClusterOption configures NewCluster.
+type ClusterOption func(*clusterOptions)
+
+// WithMembers sets the cluster size (default 3).
+func WithMembers(n int) ClusterOption { return func(o *clusterOptions) { o.members = n } }
+
+// WithTLS turns on x509 for clients and peers, with certificates made by
+// `etcdvisor pki bootstrap`.
+func WithTLS() ClusterOption { return func(o *clusterOptions) { o.tls = true } }
+
+// NewCluster bootstraps a cluster from a static initial-cluster, each
+// member under its own etcdvisor, and waits until every one is ready.
+func NewCluster(t *testing.T, opts ...ClusterOption) *Cluster {
 	t.Helper()
-	members := make([]*member, n)
-	var initial []string
-	for i := range members {
-		members[i] = newMember(t, string(rune('a'+i)))
-		initial = append(initial, members[i].name+"="+members[i].peerURL)
+	o := clusterOptions{members: 3}
+	for _, opt := range opts {
+		opt(&o)
 	}
-	procs := make([]*process, n)
-	for i, m := range members {
+	c := &Cluster{t: t}
+	var initial, hosts []string
+	for i := range o.members {
+		ip := fmt.Sprintf("127.0.0.%d", i+1)
+		m := &member{
+			name:        string(rune('a' + i)),
+			dir:         shortDir(t),
+			clientURL:   "http://" + freeAddrOn(t, ip),
+			peerURL:     "http://" + freeAddrOn(t, ip),
+			metricsAddr: freeAddr(t),
+			state:       "new",
+			extra:       "  initial-cluster-token: e2e-" + t.Name() + "\n",
+		}
+		m.endpoints = filepath.Join(m.dir, "etcd-servers")
+		if o.tls {
+			m.clientURL = strings.Replace(m.clientURL, "http://", "https://", 1)
+			m.peerURL = strings.Replace(m.peerURL, "http://", "https://", 1)
+		}
+		c.Members = append(c.Members, m)
+		initial = append(initial, m.name+"="+m.peerURL)
+		hosts = append(hosts, m.name+"="+ip)
+	}
+	if o.tls {
+		c.PKI = filepath.Join(shortDir(t), "pki")
+		if out, errOut, code := runCLI(t, "pki", "bootstrap", "--members", strings.Join(hosts, ","), "--out", c.PKI); code != 0 {
+			t.Fatalf("pki bootstrap: exit %d\n%s\n%s", code, out, errOut)
+		}
+	}
+	for _, m := range c.Members {
 		m.cluster = strings.Join(initial, ",")
-		m.extra = "  initial-cluster-token: e2e-" + t.Name() + "\n"
-		procs[i] = startDaemon(t, []string{"--config", m.writeConfig(t)})
+		if o.tls {
+			m.pki = filepath.Join(c.PKI, m.name, "pki")
+		}
+		c.Procs = append(c.Procs, startDaemon(t, []string{"--config", m.writeConfig(t)}))
 	}
+	c.waitReady(c.Procs...)
+	return c
+}
+
+func (c *Cluster) waitReady(procs ...*process) {
+	c.t.Helper()
 	var wg sync.WaitGroup
 	for _, p := range procs {
 		wg.Go(func() {
 			if err := p.notify.waitFor("READY=1", p.done); err != nil {
-				t.Errorf("waiting for READY=1: %v\n%s", err, tail(p.stderr.String(), 20))
+				c.t.Errorf("waiting for READY=1: %v\n%s", err, tail(p.stderr.String(), 20))
 			}
 		})
 	}
 	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
+	if c.t.Failed() {
+		c.t.FailNow()
 	}
-	return members, procs
+}
+
+// Restart starts member i's etcdvisor again with the same config.
+func (c *Cluster) Restart(i int) {
+	c.t.Helper()
+	c.Procs[i] = startDaemon(c.t, []string{"--config", c.Members[i].configPath()})
+	c.waitReady(c.Procs[i])
+}
+
+// Client connects to the given members as kube-apiserver would: with the
+// kube-apiserver-etcd-client pair when TLS is on.
+func (c *Cluster) Client(members ...int) *clientv3.Client {
+	c.t.Helper()
+	var urls []string
+	for _, i := range members {
+		urls = append(urls, c.Members[i].clientURL)
+	}
+	var tlsCfg *tls.Config
+	if c.PKI != "" {
+		tlsCfg = c.tlsConfig(filepath.Join(c.PKI, "kube-apiserver-etcd-client.crt"), filepath.Join(c.PKI, "kube-apiserver-etcd-client.key"), filepath.Join(c.PKI, "ca.crt"))
+	}
+	return newClientTLS(c.t, urls, tlsCfg)
+}
+
+func (c *Cluster) tlsConfig(cert, key, ca string) *tls.Config {
+	c.t.Helper()
+	cfg, err := transport.TLSInfo{CertFile: cert, KeyFile: key, TrustedCAFile: ca}.ClientConfig()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return cfg
+}
+
+func newClientTLS(t *testing.T, urls []string, tlsCfg *tls.Config) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: urls, TLS: tlsCfg, DialTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// Leader is the index of the member that reports itself leader.
+func (c *Cluster) Leader() int {
+	c.t.Helper()
+	for i, m := range c.Members {
+		if statusJSON(c.t, "--config", m.configPath()).IsLeader {
+			return i
+		}
+	}
+	c.t.Fatal("no member reports itself leader")
+	return -1
+}
+
+// Stop stops every running member with SIGTERM and checks each exits 0.
+func (c *Cluster) Stop() {
+	c.t.Helper()
+	for i, p := range c.Procs {
+		select {
+		case <-p.done:
+			continue
+		default:
+		}
+		if code := p.stop(); code != 0 {
+			c.t.Errorf("%s exited %d", c.Members[i].name, code)
+		}
+	}
 }
 
 func TestStoppingTheLeaderHandsLeadershipToAFollower(t *testing.T) {
-	members, procs := startCluster(t, 3)
-
-	leader := -1
-	var st api.Status
-	for i, m := range members {
-		st = statusJSON(t, "--config", m.configPath())
-		if len(st.Members) != 3 {
-			t.Fatalf("%s sees %d members, want 3", m.name, len(st.Members))
-		}
-		if st.IsLeader {
-			leader = i
-		}
-	}
-	if leader < 0 {
-		t.Fatal("no member reports itself leader")
-	}
-	oldLeaderID := statusJSON(t, "--config", members[leader].configPath()).MemberID
+	c := NewCluster(t, WithMembers(3))
+	leader := c.Leader()
+	oldLeaderID := statusJSON(t, "--config", c.Members[leader].configPath()).MemberID
 
 	// SIGTERM the leader: etcd's stop transfers leadership before it
 	// closes, so the cluster does not wait out an election timeout.
-	if code := procs[leader].stop(); code != 0 {
+	if code := c.Procs[leader].stop(); code != 0 {
 		t.Fatalf("leader's etcdvisor exited %d", code)
 	}
-	if !strings.Contains(procs[leader].stderr.String(), "leadership transfer finished") {
-		t.Errorf("the stopped leader did not transfer leadership:\n%s", tail(procs[leader].stderr.String(), 20))
+	if !strings.Contains(c.Procs[leader].stderr.String(), "leadership transfer finished") {
+		t.Errorf("the stopped leader did not transfer leadership:\n%s", tail(c.Procs[leader].stderr.String(), 20))
 	}
 	// A follower learns of the new leader from its next heartbeat.
-	follower := members[(leader+1)%3]
+	follower := (leader + 1) % 3
+	var st api.Status
 	for deadline := time.Now().Add(waitLimit); ; time.Sleep(100 * time.Millisecond) {
-		st = statusJSON(t, "--config", follower.configPath())
+		st = statusJSON(t, "--config", c.Members[follower].configPath())
 		if st.LeaderID != "" && st.LeaderID != oldLeaderID {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after the leader stopped, %s reports leader %q (old leader %s)", follower.name, st.LeaderID, oldLeaderID)
+			t.Fatalf("after the leader stopped, %s reports leader %q (old leader %s)", c.Members[follower].name, st.LeaderID, oldLeaderID)
 		}
 	}
 	// The two remaining members are a quorum of three: writes go on.
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	if _, err := newClient(t, follower.clientURL).Put(ctx, "after", "leader-stop"); err != nil {
+	if _, err := c.Client(follower).Put(ctx, "after", "leader-stop"); err != nil {
 		t.Errorf("put after the leader stopped: %v", err)
 	}
-	servers, _, code := runCLI(t, "etcd-servers", "--config", follower.configPath())
-	if code != 0 || len(strings.Split(strings.TrimSpace(servers), ",")) != 3 {
-		t.Errorf("etcd-servers: %q exit %d, want the 3 members' client URLs", servers, code)
+	c.Stop()
+}
+
+func TestFiveMembersKeepServingAfterLosingTwo(t *testing.T) {
+	c := NewCluster(t, WithMembers(5))
+	// kill -9 two members: three of five are still a quorum.
+	for _, i := range []int{1, 3} {
+		c.Procs[i].cmd.Process.Kill()
+		c.Procs[i].exitCode()
 	}
-	for i, p := range procs {
-		if i != leader {
-			if code := p.stop(); code != 0 {
-				t.Errorf("%s exited %d", members[i].name, code)
-			}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	cli := c.Client(0, 2, 4)
+	if _, err := cli.Put(ctx, "/registry/k", "survived"); err != nil {
+		t.Fatalf("put with 3 of 5 members: %v", err)
+	}
+	for _, i := range []int{0, 2, 4} {
+		resp, err := c.Client(i).Get(ctx, "/registry/k")
+		if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "survived" {
+			t.Errorf("linearizable get from %s: %v %v", c.Members[i].name, resp, err)
 		}
 	}
+	c.Stop()
 }

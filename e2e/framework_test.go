@@ -70,7 +70,13 @@ func shortDir(t *testing.T) string {
 // freeAddr returns a loopback host:port that was free a moment ago.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return freeAddrOn(t, "127.0.0.1")
+}
+
+// freeAddrOn returns host:port on the given loopback address.
+func freeAddrOn(t *testing.T, ip string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", ip+":0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +94,8 @@ type member struct {
 	cluster     string // initial-cluster; empty: this member alone
 	state       string // initial-cluster-state
 	extra       string // more YAML appended under etcd:
+	pki         string // dir with ca.crt, server.*, peer.*: TLS on both transports
+	endpoints   string // endpoints.file, if any
 }
 
 func newMember(t *testing.T, name string) *member {
@@ -109,10 +117,24 @@ func (m *member) configPath() string { return filepath.Join(m.dir, "etcdvisor.ya
 // writeConfig writes the member's config file and returns its path.
 func (m *member) writeConfig(t *testing.T) string {
 	t.Helper()
+	tlsYAML := ""
+	if m.pki != "" {
+		tlsYAML = fmt.Sprintf(`  client-transport-security:
+    cert-file: %[1]s/server.crt
+    key-file: %[1]s/server.key
+    trusted-ca-file: %[1]s/ca.crt
+  peer-transport-security:
+    cert-file: %[1]s/peer.crt
+    key-file: %[1]s/peer.key
+    trusted-ca-file: %[1]s/ca.crt
+`, m.pki)
+	}
 	cfg := fmt.Sprintf(`log:
   level: info
 metrics:
   listen: %s
+endpoints:
+  file: "%s"
 etcd:
   name: %s
   data-dir: %s
@@ -123,9 +145,9 @@ etcd:
   initial-cluster: "%s"
   initial-cluster-state: %s
   insecure: %t
-%s`, m.metricsAddr, m.name, m.dataDir(), m.clientURL, m.clientURL, m.peerURL, m.peerURL, m.cluster, m.state,
+%s%s`, m.metricsAddr, m.endpoints, m.name, m.dataDir(), m.clientURL, m.clientURL, m.peerURL, m.peerURL, m.cluster, m.state,
 		// Plain http between members: these tests run on loopback only.
-		strings.Contains(m.cluster, ","), m.extra)
+		m.pki == "" && strings.Contains(m.cluster, ","), tlsYAML, m.extra)
 	if err := os.WriteFile(m.configPath(), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
