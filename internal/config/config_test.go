@@ -105,6 +105,11 @@ func TestValidateErrorsNameTheField(t *testing.T) {
 			want: []string{`peer URL http://127.0.0.1:2380 is listed twice (members a and b)`},
 		},
 		{
+			name: "initial cluster listing a member twice",
+			yaml: "etcd:\n  name: a\n  insecure: true\n  initial-cluster: a=http://127.0.0.1:2380,b=http://127.0.0.2:2380,b=http://127.0.0.3:2380\n",
+			want: []string{`member b is listed twice`},
+		},
+		{
 			name: "bad enum",
 			yaml: "log:\n  format: xml\netcd:\n  initial-cluster-state: maybe\n",
 			want: []string{`etcdvisor.yaml:2: log.format "xml": expected one of: json, console`, `etcdvisor.yaml:4: etcd.initial-cluster-state "maybe": expected one of: new, existing`},

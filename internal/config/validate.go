@@ -191,6 +191,7 @@ func (v *validator) initialCluster() {
 		return // this member alone; built from name and advertised peer URLs
 	}
 	seen := map[string]string{}
+	names := map[string]bool{}
 	var self []string
 	for _, entry := range strings.Split(ic, ",") {
 		name, u, ok := strings.Cut(strings.TrimSpace(entry), "=")
@@ -207,6 +208,14 @@ func (v *validator) initialCluster() {
 			continue
 		}
 		seen[u] = name
+		// etcd reads a repeated name as one member with several peer URLs;
+		// in a hand-written list it is far more often a copy-paste slip
+		// that silently makes a cluster one member smaller.
+		if names[name] {
+			v.fail(path, ic, fmt.Sprintf("member %s is listed twice; give each member one entry (etcdvisor supports one peer URL per member)", name))
+			continue
+		}
+		names[name] = true
 		if name == e.Name {
 			self = append(self, u)
 		}
