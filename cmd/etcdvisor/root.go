@@ -53,7 +53,9 @@ See how it is doing:                    etcdvisor status`,
 		newRunCommand(),
 		newStatusCommand(),
 		newEtcdServersCommand(),
+		newMemberCommand(),
 		newConfigCommand(),
+		newPKICommand(),
 		newVersionCommand(),
 	)
 	return root

@@ -43,7 +43,10 @@ const (
 // Member is one etcd member to bootstrap.
 type Member struct {
 	Name string
-	Host string // an IP or a DNS name the member is reached at
+	// Host is an IP or a DNS name the member is reached at. It must also
+	// be the address the member dials the others from: etcd refuses a
+	// peer whose certificate does not cover its connection's source.
+	Host string
 }
 
 // ParseMembers reads name=host pairs, as `pki bootstrap --members` takes
@@ -97,8 +100,14 @@ type BootstrapOptions struct {
 //	Dir/<name>/etcdvisor.yaml
 //	Dir/<name>/pki/ca.crt
 //	Dir/<name>/pki/server.{crt,key}          SANs: host, localhost, 127.0.0.1
-//	Dir/<name>/pki/peer.{crt,key}            SANs: host
+//	Dir/<name>/pki/peer.{crt,key}            SANs: host (and 127.0.0.1 for a loopback host)
 //	Dir/<name>/pki/etcdvisor-client.{crt,key}
+//
+// Each config listens for clients on the member's host and on 127.0.0.1
+// (for local tools), and for peers on the host. A host given as a DNS name
+// listens on 0.0.0.0 instead, since etcd binds only IP addresses; a
+// loopback host listens on its own address alone, so that members sharing
+// a test machine do not compete for 127.0.0.1.
 //
 // Preconditions, each checked before anything is written:
 //   - Dir does not exist or is an empty directory: a new CA must never be
@@ -150,7 +159,13 @@ func Bootstrap(o BootstrapOptions) (err error) {
 		if err := issueTo(ca, pkiDir, "server", server); err != nil {
 			return err
 		}
+		// etcd refuses a peer whose certificate does not cover the
+		// address its connection comes from, and between loopback
+		// addresses the kernel dials from 127.0.0.1.
 		peer := m.sans()
+		if m.isLoopback() {
+			peer.IPs = append(peer.IPs, net.IPv4(127, 0, 0, 1))
+		}
 		peer.Kind, peer.CommonName, peer.Validity = Peer, m.Name, o.Validity
 		if err := issueTo(ca, pkiDir, "peer", peer); err != nil {
 			return err
@@ -185,10 +200,12 @@ func (m member) sans() Request {
 	return Request{DNSNames: []string{m.Host}}
 }
 
-// isLocal reports whether the member's host is already 127.0.0.1 or
-// localhost, which server certificates and listeners then name once.
-func (m member) isLocal() bool {
-	return m.Host == "localhost" || m.ip != nil && m.ip.Equal(net.IPv4(127, 0, 0, 1))
+// isLoopback reports whether the member's host is localhost or a loopback
+// address. Such a member lives on a test machine beside the others, where
+// they would all compete for 127.0.0.1, so it listens on its own address
+// alone.
+func (m member) isLoopback() bool {
+	return m.Host == "localhost" || m.ip != nil && m.ip.IsLoopback()
 }
 
 // hostPort formats host:port, with IPv6 addresses in brackets.
@@ -435,7 +452,7 @@ func memberConfig(o BootstrapOptions, all []member, m member) ([]byte, error) {
 		d.ByName = true
 		d.ListenClient = []string{https("0.0.0.0", o.ClientPort)}
 		d.ListenPeer = []string{https("0.0.0.0", o.PeerPort)}
-	case m.isLocal():
+	case m.isLoopback():
 		d.ListenClient = d.ListenClient[:1]
 	}
 	var b bytes.Buffer

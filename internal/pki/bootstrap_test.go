@@ -159,31 +159,37 @@ func TestBootstrapWritesURLsEtcdCanBindAndDial(t *testing.T) {
 	tests := []struct {
 		name, host                      string
 		listenClient, advertise, listen []string
-		serverSANs                      string
+		serverSANs, peerSANs            string
 	}{
 		{
 			name: "an IPv4 host listens on it and on loopback", host: "10.0.0.1",
 			listenClient: []string{"https://10.0.0.1:2379", "https://127.0.0.1:2379"},
 			advertise:    []string{"https://10.0.0.1:2379"}, listen: []string{"https://10.0.0.1:2380"},
-			serverSANs: "[localhost] [10.0.0.1 127.0.0.1]",
+			serverSANs: "[localhost] [10.0.0.1 127.0.0.1]", peerSANs: "[] [10.0.0.1]",
 		},
 		{
 			name: "loopback is listed once", host: "127.0.0.1",
 			listenClient: []string{"https://127.0.0.1:2379"},
 			advertise:    []string{"https://127.0.0.1:2379"}, listen: []string{"https://127.0.0.1:2380"},
-			serverSANs: "[localhost] [127.0.0.1]",
+			serverSANs: "[localhost] [127.0.0.1]", peerSANs: "[] [127.0.0.1]",
+		},
+		{
+			name: "another loopback address does not take 127.0.0.1 from the other members", host: "127.0.0.2",
+			listenClient: []string{"https://127.0.0.2:2379"},
+			advertise:    []string{"https://127.0.0.2:2379"}, listen: []string{"https://127.0.0.2:2380"},
+			serverSANs: "[localhost] [127.0.0.2 127.0.0.1]", peerSANs: "[] [127.0.0.2 127.0.0.1]",
 		},
 		{
 			name: "an IPv6 host goes in brackets", host: "fd00::1",
 			listenClient: []string{"https://[fd00::1]:2379", "https://127.0.0.1:2379"},
 			advertise:    []string{"https://[fd00::1]:2379"}, listen: []string{"https://[fd00::1]:2380"},
-			serverSANs: "[localhost] [fd00::1 127.0.0.1]",
+			serverSANs: "[localhost] [fd00::1 127.0.0.1]", peerSANs: "[] [fd00::1]",
 		},
 		{
 			name: "a DNS host listens on every interface, since etcd binds only IPs", host: "etcd-a.example",
 			listenClient: []string{"https://0.0.0.0:2379"},
 			advertise:    []string{"https://etcd-a.example:2379"}, listen: []string{"https://0.0.0.0:2380"},
-			serverSANs: "[etcd-a.example localhost] [127.0.0.1]",
+			serverSANs: "[etcd-a.example localhost] [127.0.0.1]", peerSANs: "[etcd-a.example] []",
 		},
 	}
 	for _, tt := range tests {
@@ -205,6 +211,13 @@ func TestBootstrapWritesURLsEtcdCanBindAndDial(t *testing.T) {
 			}
 			if got := fmt.Sprint(info.DNSNames, " ", info.IPs); got != tt.serverSANs {
 				t.Errorf("got server cert SANs %s, want %s", got, tt.serverSANs)
+			}
+			peer, err := Inspect(e.PeerTLS.CertFile, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := fmt.Sprint(peer.DNSNames, " ", peer.IPs); got != tt.peerSANs {
+				t.Errorf("got peer cert SANs %s, want %s", got, tt.peerSANs)
 			}
 		})
 	}

@@ -51,7 +51,7 @@ func (f checkFixture) pair(t *testing.T, ca *KeyPair, name string, req Request) 
 
 // signedForTest makes a CA (parent nil) or a server leaf for 127.0.0.1
 // with any validity period, which Issue and NewCA refuse to produce.
-func signedForTest(t *testing.T, parent *KeyPair, cn string, notBefore, notAfter time.Time) *KeyPair {
+func signedForTest(t *testing.T, parent *KeyPair, cn string, notBefore, notAfter time.Time, eku ...x509.ExtKeyUsage) *KeyPair {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -68,6 +68,9 @@ func signedForTest(t *testing.T, parent *KeyPair, cn string, notBefore, notAfter
 		tmpl.IsCA, tmpl.BasicConstraintsValid, tmpl.KeyUsage = true, true, x509.KeyUsageCertSign
 	} else {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+		if len(eku) > 0 {
+			tmpl.ExtKeyUsage = eku
+		}
 		tmpl.IPAddresses = []net.IP{loopback}
 		parentCert, signer = parent.Cert, parent.Key
 	}
@@ -211,6 +214,28 @@ func TestCheckRunNamesTheFileAndTheReason(t *testing.T) {
 			},
 			wantErr: func(c Check) []string {
 				return []string{"client cert " + c.CertFile + ": not usable for server auth (it has digital signature, client auth); etcd serves with it"}
+			},
+		},
+		{
+			name: "a peer cert without client auth",
+			setup: func(t *testing.T, f checkFixture) Check {
+				crt, key := writeTestPair(t, f.dir, "peer",
+					signedForTest(t, f.ca, "a", f.now.Add(-time.Hour), f.now.Add(time.Hour), x509.ExtKeyUsageServerAuth))
+				return Check{Role: "peer", CertFile: crt, KeyFile: key, CAFile: f.caFile}
+			},
+			wantErr: func(c Check) []string {
+				return []string{"peer cert " + c.CertFile + ": has no client auth usage (it has server auth); members dial each other with it"}
+			},
+		},
+		{
+			name: "a server cert without client auth is a warning",
+			setup: func(t *testing.T, f checkFixture) Check {
+				crt, key := writeTestPair(t, f.dir, "server-only",
+					signedForTest(t, f.ca, "a", f.now.Add(-time.Hour), f.now.Add(time.Hour), x509.ExtKeyUsageServerAuth))
+				return Check{Role: "client", CertFile: crt, KeyFile: key, CAFile: f.caFile}
+			},
+			wantWarn: func(c Check) []string {
+				return []string{"client cert " + c.CertFile + ": has no client auth usage (it has server auth); etcd's grpc-gateway dials etcd with it"}
 			},
 		},
 		{

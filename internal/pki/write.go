@@ -15,6 +15,10 @@ const (
 	dirMode  fs.FileMode = 0o755
 )
 
+// ErrExists is wrapped by WritePair's error for a file it will not
+// overwrite.
+var ErrExists = errors.New("already exists")
+
 // WritePair writes dir/name.crt (0644) and dir/name.key (0600) atomically
 // (temp file in dir, fsync, rename, fsync dir), creating dir if needed.
 // It refuses to overwrite existing files unless force, naming the file.
@@ -36,7 +40,7 @@ func WritePair(dir, name string, kp *KeyPair, force bool) (certPath, keyPath str
 	if !force {
 		for _, p := range []string{certPath, keyPath} {
 			if _, err := os.Lstat(p); err == nil {
-				return "", "", fmt.Errorf("%s already exists; not overwriting it (force to replace the pair)", p)
+				return "", "", fmt.Errorf("%s %w; not overwriting it", p, ErrExists)
 			} else if !errors.Is(err, fs.ErrNotExist) {
 				return "", "", fmt.Errorf("write pair: %w", err)
 			}

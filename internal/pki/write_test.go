@@ -2,6 +2,7 @@ package pki
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -37,8 +38,8 @@ func TestWritePairRefusesToOverwriteWithoutForce(t *testing.T) {
 			}
 			_, _, err := WritePair(dir, "p", second, false)
 			want := filepath.Join(dir, tt.want) + " already exists"
-			if err == nil || !strings.Contains(err.Error(), want) {
-				t.Fatalf("got %v, want an error containing %q", err, want)
+			if !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), want) {
+				t.Fatalf("got %v, want ErrExists containing %q", err, want)
 			}
 			for _, name := range tt.existing {
 				got, _ := os.ReadFile(filepath.Join(dir, name))
