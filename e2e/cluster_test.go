@@ -214,10 +214,7 @@ func TestFiveMembersKeepServingAfterLosingTwo(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	cli := c.Client(0, 2, 4)
-	if _, err := cli.Put(ctx, "/registry/k", "survived"); err != nil {
-		t.Fatalf("put with 3 of 5 members: %v", err)
-	}
+	putEventually(ctx, t, c.Client(0, 2, 4), "/registry/k", "survived")
 	for _, i := range []int{0, 2, 4} {
 		resp, err := c.Client(i).Get(ctx, "/registry/k")
 		if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "survived" {

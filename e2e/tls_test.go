@@ -139,17 +139,18 @@ func TestAKilledMemberRejoinsWithItsData(t *testing.T) {
 	if _, err := c.Client(0).Put(ctx, "before", "kill"); err != nil {
 		t.Fatal(err)
 	}
-	// kill -9: no leadership transfer, no clean close.
-	c.Procs[2].cmd.Process.Kill()
-	c.Procs[2].exitCode()
-	if _, err := c.Client(0, 1).Put(ctx, "while", "down"); err != nil {
-		t.Fatalf("put with two of three members: %v", err)
-	}
-	c.Restart(2)
+	// kill -9 the leader: no leadership transfer, no clean close. The
+	// other two elect a new leader; until then a write may time out, so
+	// it is retried (it is idempotent) within the wait limit.
+	killed := c.Leader()
+	c.Procs[killed].cmd.Process.Kill()
+	c.Procs[killed].exitCode()
+	putEventually(ctx, t, c.Client((killed+1)%3, (killed+2)%3), "while", "down")
+	c.Restart(killed)
 	// Serializable reads answer from the member's own data: both keys
 	// must be there, the second from catching up after the restart.
 	for _, key := range []string{"before", "while"} {
-		resp, err := c.Client(2).Get(ctx, key, clientv3.WithSerializable())
+		resp, err := c.Client(killed).Get(ctx, key, clientv3.WithSerializable())
 		if err != nil || len(resp.Kvs) != 1 {
 			t.Errorf("restarted member lacks %q: %v %v", key, resp, err)
 		}
@@ -222,6 +223,22 @@ func TestADataDirOfAnotherClusterIsRefused(t *testing.T) {
 	r := startDaemon(t, []string{"--config", cfg})
 	r.waitReady()
 	r.stop()
+}
+
+// putEventually retries an idempotent put until it succeeds or ctx ends:
+// after a member dies, writes may time out until a new leader is elected.
+func putEventually(ctx context.Context, t *testing.T, cli *clientv3.Client, key, val string) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		_, err := cli.Put(ctx, key, val)
+		if err == nil {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("put %s: no success after %d attempts: %v", key, attempt, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func sameURLs(list string, want []string) bool {
