@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-
 	"github.com/spf13/cobra"
 
 	"github.com/etcdvisor/etcdvisor/internal/api"
@@ -26,10 +24,8 @@ func newMemberCommand() *cobra.Command {
 			if err := output.CheckFormat(format); err != nil {
 				return usageError{err}
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-			defer cancel()
 			var ml api.MemberList
-			if err := o.get(ctx, "/v1/members", &ml); err != nil {
+			if err := o.get("/v1/members", &ml); err != nil {
 				return err
 			}
 			return output.Members(cmd.OutOrStdout(), format, ml)

@@ -84,12 +84,14 @@ func (o *clientOptions) client() (*control.Client, error) {
 	return control.NewClient(path), nil
 }
 
-// get fetches one document from the daemon.
-func (o *clientOptions) get(ctx context.Context, path string, out any) error {
+// get fetches one document from the daemon, within requestTimeout.
+func (o *clientOptions) get(path string, out any) error {
 	c, err := o.client()
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
 	return c.Get(ctx, path, out)
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"time"
 
@@ -28,10 +27,8 @@ func newStatusCommand() *cobra.Command {
 			if err := output.CheckFormat(format); err != nil {
 				return usageError{err}
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-			defer cancel()
 			var st api.Status
-			if err := o.get(ctx, "/v1/status", &st); err != nil {
+			if err := o.get("/v1/status", &st); err != nil {
 				return err
 			}
 			return output.Status(cmd.OutOrStdout(), format, st)
@@ -59,10 +56,8 @@ func newEtcdServersCommand() *cobra.Command {
 			if !ok {
 				return usageError{fmt.Errorf("--format %q: expected etcd-servers or haproxy", format)}
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-			defer cancel()
 			var st api.Status
-			if err := o.get(ctx, "/v1/status", &st); err != nil {
+			if err := o.get("/v1/status", &st); err != nil {
 				return err
 			}
 			if st.Error != "" && len(st.Members) == 0 {

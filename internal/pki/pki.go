@@ -94,15 +94,7 @@ func NewCA(commonName string, validity time.Duration) (*KeyPair, error) {
 	if validity <= 0 {
 		return nil, fmt.Errorf("new CA %q: validity %s must be positive", commonName, validity)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("new CA %q: generate key: %w", commonName, err)
-	}
-	serial, err := newSerial()
-	if err != nil {
-		return nil, fmt.Errorf("new CA %q: %w", commonName, err)
-	}
-	skid, err := keyID(&key.PublicKey)
+	key, serial, skid, err := freshKey()
 	if err != nil {
 		return nil, fmt.Errorf("new CA %q: %w", commonName, err)
 	}
@@ -230,15 +222,7 @@ func Issue(ca *KeyPair, req Request) (*KeyPair, error) {
 			what, day(notAfter), ca.Cert.Subject, day(ca.Cert.NotAfter))
 	}
 
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("%s: generate key: %w", what, err)
-	}
-	serial, err := newSerial()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	skid, err := keyID(&key.PublicKey)
+	key, serial, skid, err := freshKey()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
@@ -318,6 +302,24 @@ func sign(tmpl, parent *x509.Certificate, key *ecdsa.PrivateKey, signer crypto.S
 		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
 	}, nil
+}
+
+// freshKey makes what every new certificate needs: an ECDSA P-256 key, a
+// random serial, and the key's subject key ID.
+func freshKey() (*ecdsa.PrivateKey, *big.Int, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("generate key: %w", err)
+	}
+	serial, err := newSerial()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	skid, err := keyID(&key.PublicKey)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return key, serial, skid, nil
 }
 
 func newSerial() (*big.Int, error) {
