@@ -37,6 +37,7 @@ e2e:
 
 bench: build tools
 	$(GO) run ./bench -etcd $(BIN)/etcd -etcdvisor $(BIN)/etcdvisor -benchmark $(BIN)/benchmark
+	$(GO) run ./bench -etcd $(BIN)/etcd -etcdvisor $(BIN)/etcdvisor -benchmark $(BIN)/benchmark -members 3 -tls
 
 clean:
 	rm -rf $(BIN)

@@ -1,8 +1,12 @@
-// Command bench compares one etcd member run by etcdvisor with the plain
+// Command bench compares etcd members run by etcdvisor with the plain
 // etcd v3.7.3 binary: same flags, same disk, same load, in one run, and
 // prints the ratios.
 //
-//	go run ./bench -total 200000 -rounds 3
+//	go run ./bench -total 200000 -rounds 3          # one member, plain http
+//	go run ./bench -members 3 -tls                  # 3 members, client and peer TLS
+//
+// With -tls, certificates come from etcdvisor pki bootstrap and the load
+// presents kube-apiserver's client pair, as a Kubernetes control plane would.
 //
 // Throughput and p99 latency come from etcd's own benchmark tool (put,
 // 256-byte values, sequential 8-byte keys). Rounds alternate plain,
@@ -20,12 +24,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -49,6 +53,8 @@ const (
 type options struct {
 	etcd, etcdvisor, benchmark string
 	total, rounds, clients     int
+	members                    int
+	tls                        bool
 	idle, timeout              time.Duration
 	dir                        string
 }
@@ -61,6 +67,8 @@ func main() {
 	flag.IntVar(&o.total, "total", 200000, "puts per round and target (a warm-up of a tenth of this runs first, not counted)")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds; each runs plain etcd then etcdvisor, and the median is reported")
 	flag.IntVar(&o.clients, "clients", 100, "benchmark clients, and as many gRPC connections")
+	flag.IntVar(&o.members, "members", 1, fmt.Sprintf("members per cluster, on 127.0.0.1, 127.0.0.2, ... (1 to %d)", maxMembers))
+	flag.BoolVar(&o.tls, "tls", false, "client and peer TLS with certificate auth (from etcdvisor pki bootstrap); the load presents kube-apiserver's client pair")
 	flag.DurationVar(&o.idle, "idle", 30*time.Second, "idle CPU window per target (after a 5s settle)")
 	flag.DurationVar(&o.timeout, "timeout", 20*time.Minute, "limit for the whole run")
 	flag.StringVar(&o.dir, "dir", "", "where data dirs go, the same disk for both targets (default /var/tmp, else the working dir)")
@@ -75,12 +83,14 @@ func main() {
 	}
 }
 
-// target is one way to run the member: plain etcd or etcdvisor.
+// target is one way to run a member: plain etcd or etcdvisor.
 type target struct {
 	name  string // as printed
 	short string // in dir names
 	bin   string
-	start func(ctx context.Context, bin, dir string) (*proc, error)
+	// start launches one member without waiting for it; the proc's ready
+	// probe tells when it serves.
+	start func(bin string, m member) (*proc, error)
 }
 
 type result struct {
@@ -89,8 +99,8 @@ type result struct {
 }
 
 func run(o options) error {
-	if o.total < 10 || o.rounds < 1 || o.clients < 1 || o.idle <= 0 || o.timeout <= 0 {
-		return errors.New("need -total >= 10, -rounds >= 1, -clients >= 1, -idle > 0, -timeout > 0")
+	if o.total < 10 || o.rounds < 1 || o.clients < 1 || o.members < 1 || o.members > maxMembers || o.idle <= 0 || o.timeout <= 0 {
+		return fmt.Errorf("need -total >= 10, -rounds >= 1, -clients >= 1, -members 1 to %d, -idle > 0, -timeout > 0", maxMembers)
 	}
 	ctx, cancel := context.WithTimeoutCause(context.Background(), o.timeout,
 		fmt.Errorf("the whole run took longer than -timeout %s", o.timeout))
@@ -116,6 +126,10 @@ func run(o options) error {
 	}
 	defer os.RemoveAll(base)
 	hz, hzNote := clockTicks(ctx)
+	lay, err := newLayout(ctx, o, base)
+	if err != nil {
+		return err
+	}
 
 	targets := []target{
 		{name: "plain etcd", short: "plain", bin: o.etcd, start: startPlain},
@@ -124,7 +138,7 @@ func run(o options) error {
 
 	idle := make([]float64, len(targets))
 	for i, t := range targets {
-		if idle[i], err = idleCPU(ctx, t, filepath.Join(base, "idle-"+t.short), o.idle, hz); err != nil {
+		if idle[i], err = idleCPU(ctx, lay, t, filepath.Join(base, "idle-"+t.short), o.idle, hz); err != nil {
 			return fmt.Errorf("idle CPU of %s: %w", t.name, err)
 		}
 		logf("idle: %s %.2f%% of one core over %s", t.name, idle[i], o.idle)
@@ -134,7 +148,7 @@ func run(o options) error {
 	for r := 1; r <= o.rounds; r++ {
 		for i, t := range targets {
 			dir := filepath.Join(base, fmt.Sprintf("round%d-%s", r, t.short))
-			res, err := measureRound(ctx, o, t, dir)
+			res, err := measureRound(ctx, o, lay, t, dir)
 			if err != nil {
 				return fmt.Errorf("round %d, %s: %w", r, t.name, err)
 			}
@@ -144,35 +158,36 @@ func run(o options) error {
 	}
 
 	disk := parent + " (" + fsInfo(parent) + ")"
-	printTable(os.Stdout, o, disk, versions, hzNote, hz, targets, results, idle)
+	printTable(os.Stdout, o, lay.describe(), disk, versions, hzNote, hz, results, idle)
 	return nil
 }
 
-// measureRound runs one target on a fresh data dir: start, warm up,
-// measure, stop with SIGTERM and check a clean exit.
-func measureRound(ctx context.Context, o options, t target, dir string) (result, error) {
+// measureRound runs one target's cluster on fresh data dirs: start, warm
+// up, measure, stop with SIGTERM and check clean exits.
+func measureRound(ctx context.Context, o options, lay *layout, t target, dir string) (result, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return result{}, fmt.Errorf("make round dir: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	p, err := t.start(ctx, t.bin, dir)
+	c, err := lay.start(ctx, t, dir)
 	if err != nil {
 		return result{}, err
 	}
-	defer p.kill()
+	defer c.kill()
+	conn := append([]string{"--endpoints=" + c.endpoints()}, lay.benchmarkTLSFlags()...)
 	// The warm-up fills connections, the backend's page cache and the Go
 	// heap, so the counted run does not measure start-up.
-	if _, err := runBenchmark(ctx, o.benchmark, p.endpoint, o.clients, o.total/10); err != nil {
-		return result{}, fmt.Errorf("warm-up: %w", err)
+	if _, err := runBenchmark(ctx, o.benchmark, conn, o.clients, o.total/10); err != nil {
+		return result{}, c.blame(fmt.Errorf("warm-up: %w", err))
 	}
-	res, err := runBenchmark(ctx, o.benchmark, p.endpoint, o.clients, o.total)
+	res, err := runBenchmark(ctx, o.benchmark, conn, o.clients, o.total)
 	if err != nil {
+		return result{}, c.blame(err)
+	}
+	if err := c.running("during the benchmark"); err != nil {
 		return result{}, err
 	}
-	if p.exited() {
-		return result{}, p.failure("exited during the benchmark: %v", p.err)
-	}
-	if err := p.stop(ctx); err != nil {
+	if err := c.stop(ctx); err != nil {
 		return result{}, err
 	}
 	return res, nil
@@ -180,117 +195,106 @@ func measureRound(ctx context.Context, o options, t target, dir string) (result,
 
 // ---- targets ----
 
-// startPlain starts the plain etcd binary with the flags etcdvisor's config
-// below translates to, and waits for GET /health to report true.
-func startPlain(ctx context.Context, bin, dir string) (*proc, error) {
-	ports, err := freePorts(2)
+// startPlain starts the plain etcd binary with the flags etcdvisor's
+// config below translates to; it is ready when GET /health reports true.
+func startPlain(bin string, m member) (*proc, error) {
+	p, err := startProc("plain etcd "+m.name, bin, plainFlags(m)...)
 	if err != nil {
 		return nil, err
 	}
-	client := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
-	peer := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
-	p, err := startProc("plain etcd", bin,
-		"--name", "bench",
-		"--data-dir", filepath.Join(dir, "data"),
-		"--listen-client-urls", client,
-		"--advertise-client-urls", client,
-		"--listen-peer-urls", peer,
-		"--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "bench="+peer,
-		"--initial-cluster-token", "bench",
+	p.endpoint = m.client
+	// etcd's SIGTERM handler closes the server, then re-raises the signal
+	// on itself (pkg/osutil.HandleInterrupts), so a clean stop of plain
+	// etcd ends in "terminated by SIGTERM", never exit status 0.
+	p.sigtermIsClean = true
+	p.ready = func(ctx context.Context) error { return probeHealth(ctx, m.probe, m.client+"/health") }
+	return p, nil
+}
+
+func plainFlags(m member) []string {
+	args := []string{
+		"--name", m.name,
+		"--data-dir", filepath.Join(m.dir, "data"),
+		"--listen-client-urls", m.client,
+		"--advertise-client-urls", m.client,
+		"--listen-peer-urls", m.peer,
+		"--initial-advertise-peer-urls", m.peer,
+		"--initial-cluster", m.initialCluster,
+		"--initial-cluster-token", m.token,
+		"--initial-cluster-state", "new",
 		"--heartbeat-interval", "100",
 		"--election-timeout", "1000",
 		"--snapshot-count", "10000",
 		"--quota-backend-bytes", "2147483648",
 		"--log-level", "warn",
+	}
+	if m.pki == "" {
+		return args
+	}
+	return append(args,
+		"--cert-file", m.cert("server.crt"),
+		"--key-file", m.cert("server.key"),
+		"--trusted-ca-file", m.cert("ca.crt"),
+		"--client-cert-auth",
+		"--peer-cert-file", m.cert("peer.crt"),
+		"--peer-key-file", m.cert("peer.key"),
+		"--peer-trusted-ca-file", m.cert("ca.crt"),
+		"--peer-client-cert-auth",
 	)
+}
+
+// startEtcdvisor writes a config with the same etcd settings as startPlain
+// and runs etcdvisor from it; it is ready when its /readyz (a linearizable
+// read through the embedded member) answers 200.
+func startEtcdvisor(bin string, m member) (*proc, error) {
+	cfgPath := filepath.Join(m.dir, "etcdvisor.yaml")
+	if err := os.WriteFile(cfgPath, []byte(etcdvisorConfig(m)), 0o600); err != nil {
+		return nil, fmt.Errorf("write etcdvisor config: %w", err)
+	}
+	p, err := startProc("etcdvisor "+m.name, bin, "run", "--config", cfgPath)
 	if err != nil {
 		return nil, err
 	}
-	p.endpoint = client
-	// etcd's SIGTERM handler closes the server, then re-raises the signal
-	// on itself (pkg/osutil.HandleInterrupts), so a clean stop of plain
-	// etcd ends in "terminated by SIGTERM", never exit status 0.
-	p.sigtermIsClean = true
-	if err := p.waitReady(ctx, func(ctx context.Context) error { return probeHealth(ctx, client+"/health") }); err != nil {
-		p.kill()
-		return nil, err
-	}
+	p.endpoint = m.client
+	p.ready = func(ctx context.Context) error { return probeReadyz(ctx, m.probe, "http://"+m.metrics+"/readyz") }
 	return p, nil
 }
 
-// startEtcdvisor writes a config with the same etcd settings as startPlain,
-// runs etcdvisor from it, and waits for its /readyz (a linearizable read
-// through the embedded member) to answer 200.
-func startEtcdvisor(ctx context.Context, bin, dir string) (*proc, error) {
-	ports, err := freePorts(3)
-	if err != nil {
-		return nil, err
-	}
-	client := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
-	peer := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
-	metrics := fmt.Sprintf("127.0.0.1:%d", ports[2])
-	cfg := fmt.Sprintf(`log: {level: warn}
+func etcdvisorConfig(m member) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `log: {level: warn}
 control: {socket: %q}
 metrics: {listen: %q}
 etcd:
-  name: bench
+  name: %q
   data-dir: %q
   listen-client-urls: [%q]
   advertise-client-urls: [%q]
   listen-peer-urls: [%q]
   initial-advertise-peer-urls: [%q]
-  initial-cluster-token: bench
+  initial-cluster: %q
+  initial-cluster-state: new
+  initial-cluster-token: %q
   heartbeat-interval: 100ms
   election-timeout: 1s
   snapshot-count: 10000
   quota-backend-bytes: 2GiB
-`, filepath.Join(dir, "etcdvisor.sock"), metrics, filepath.Join(dir, "data"), client, client, peer, peer)
-	cfgPath := filepath.Join(dir, "etcdvisor.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		return nil, fmt.Errorf("write etcdvisor config: %w", err)
+`, filepath.Join(m.dir, "etcdvisor.sock"), m.metrics, m.name, filepath.Join(m.dir, "data"),
+		m.client, m.client, m.peer, m.peer, m.initialCluster, m.token)
+	if m.insecurePeers {
+		b.WriteString("  insecure: true\n")
 	}
-	p, err := startProc("etcdvisor", bin, "run", "--config", cfgPath)
-	if err != nil {
-		return nil, err
-	}
-	p.endpoint = client
-	if err := p.waitReady(ctx, func(ctx context.Context) error { return probeReadyz(ctx, "http://"+metrics+"/readyz") }); err != nil {
-		p.kill()
-		return nil, err
-	}
-	return p, nil
-}
-
-// freePorts asks the kernel for n distinct free loopback ports. All
-// listeners stay open until every port is picked, so none repeats.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
+	if m.pki != "" {
+		for _, tr := range []struct{ key, pair string }{{"client-transport-security", "server"}, {"peer-transport-security", "peer"}} {
+			fmt.Fprintf(&b, "  %s: {cert-file: %q, key-file: %q, trusted-ca-file: %q, client-cert-auth: true}\n",
+				tr.key, m.cert(tr.pair+".crt"), m.cert(tr.pair+".key"), m.cert("ca.crt"))
 		}
-	}()
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("find a free loopback port: %w", err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
 	}
-	return ports, nil
+	return b.String()
 }
 
-// httpClient never uses a proxy: all traffic stays on loopback.
-var httpClient = &http.Client{
-	Timeout:   2 * time.Second,
-	Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
-}
-
-func probeHealth(ctx context.Context, url string) error {
-	body, code, err := get(ctx, url)
+func probeHealth(ctx context.Context, hc *http.Client, url string) error {
+	body, code, err := get(ctx, hc, url)
 	if err != nil {
 		return err
 	}
@@ -307,8 +311,8 @@ func probeHealth(ctx context.Context, url string) error {
 	return nil
 }
 
-func probeReadyz(ctx context.Context, url string) error {
-	body, code, err := get(ctx, url)
+func probeReadyz(ctx context.Context, hc *http.Client, url string) error {
+	body, code, err := get(ctx, hc, url)
 	if err != nil {
 		return err
 	}
@@ -318,12 +322,12 @@ func probeReadyz(ctx context.Context, url string) error {
 	return nil
 }
 
-func get(ctx context.Context, url string) ([]byte, int, error) {
+func get(ctx context.Context, hc *http.Client, url string) ([]byte, int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, 0, err
 	}
-	resp, err := httpClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -340,10 +344,11 @@ type proc struct {
 	name     string
 	cmd      *exec.Cmd
 	out      *tailBuffer
-	endpoint string        // client URL for the benchmark tool
-	done     chan struct{} // closed when the process has exited
-	err      error         // from Wait; read only after done
-	// sigtermIsClean accepts death by the SIGTERM that stop sends as a
+	endpoint string                      // client URL for the benchmark tool
+	ready    func(context.Context) error // returns nil once it serves
+	done     chan struct{}               // closed when the process has exited
+	err      error                       // from Wait; read only after done
+	// sigtermIsClean accepts death by the SIGTERM that terminate sends as a
 	// clean exit, besides exit status 0.
 	sigtermIsClean bool
 }
@@ -386,13 +391,13 @@ func (p *proc) failure(format string, args ...any) error {
 		p.name, p.cmd.Process.Pid, fmt.Sprintf(format, args...), tailLines, p.out.lastLines(tailLines))
 }
 
-func (p *proc) waitReady(ctx context.Context, probe func(context.Context) error) error {
+func (p *proc) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	t := time.NewTicker(probePeriod)
 	defer t.Stop()
 	for {
-		lastErr := probe(ctx)
+		lastErr := p.ready(ctx)
 		if lastErr == nil {
 			return nil
 		}
@@ -406,15 +411,19 @@ func (p *proc) waitReady(ctx context.Context, probe func(context.Context) error)
 	}
 }
 
-// stop sends SIGTERM, as systemd would, and requires a clean exit: status
-// 0 (or, for plain etcd, death by that SIGTERM after its shutdown ran).
-func (p *proc) stop(ctx context.Context) error {
-	if p.exited() {
-		return p.failure("had already exited: %v", p.err)
-	}
+// terminate sends SIGTERM, as systemd would; awaitExit then checks that
+// the process ended cleanly.
+func (p *proc) terminate() error {
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		return fmt.Errorf("SIGTERM %s: %w", p.name, err)
 	}
+	return nil
+}
+
+// awaitExit waits for the exit after terminate and requires a clean one:
+// status 0 (or, for plain etcd, death by that SIGTERM after its shutdown
+// ran).
+func (p *proc) awaitExit(ctx context.Context) error {
 	select {
 	case <-p.done:
 	case <-time.After(stopTimeout):
@@ -486,11 +495,11 @@ func (b *tailBuffer) lastLines(n int) string {
 
 // ---- load ----
 
-// runBenchmark runs etcd's benchmark tool against endpoint and parses its
-// summary. It is killed if ctx ends (timeout or Ctrl-C).
-func runBenchmark(ctx context.Context, bin, endpoint string, clients, total int) (result, error) {
-	cmd := exec.CommandContext(ctx, bin,
-		"--endpoints="+endpoint,
+// runBenchmark runs etcd's benchmark tool with conn (its --endpoints and
+// TLS flags) and parses its summary. It is killed if ctx ends (timeout or
+// Ctrl-C).
+func runBenchmark(ctx context.Context, bin string, conn []string, clients, total int) (result, error) {
+	args := slices.Concat(conn, []string{
 		fmt.Sprintf("--conns=%d", clients),
 		fmt.Sprintf("--clients=%d", clients),
 		"put",
@@ -498,7 +507,8 @@ func runBenchmark(ctx context.Context, bin, endpoint string, clients, total int)
 		"--sequential-keys",
 		fmt.Sprintf("--total=%d", total),
 		fmt.Sprintf("--val-size=%d", valSize),
-	)
+	})
+	cmd := exec.CommandContext(ctx, bin, args...)
 	var stdout bytes.Buffer
 	// stderr carries a progress bar and gRPC's log lines; keep its end only.
 	stderr := newTailBuffer(64 << 10)
@@ -572,23 +582,23 @@ func parseBenchmark(out string) (result, error) {
 
 // ---- idle CPU ----
 
-// idleCPU starts t once on a fresh data dir and returns the CPU it uses
-// with no load, in percent of one core, from utime+stime in /proc.
-func idleCPU(ctx context.Context, t target, dir string, window time.Duration, hz float64) (float64, error) {
+// idleCPU starts t's cluster once on fresh data dirs and returns the CPU
+// its processes use together with no load, in percent of one core, from
+// utime+stime in /proc.
+func idleCPU(ctx context.Context, lay *layout, t target, dir string, window time.Duration, hz float64) (float64, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return 0, fmt.Errorf("make idle dir: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	p, err := t.start(ctx, t.bin, dir)
+	c, err := lay.start(ctx, t, dir)
 	if err != nil {
 		return 0, err
 	}
-	defer p.kill()
+	defer c.kill()
 	if err := sleep(ctx, settle); err != nil {
 		return 0, err
 	}
-	pid := p.cmd.Process.Pid
-	t0, err := cpuTicks(pid)
+	t0, err := c.cpuTicks()
 	if err != nil {
 		return 0, err
 	}
@@ -596,17 +606,18 @@ func idleCPU(ctx context.Context, t target, dir string, window time.Duration, hz
 	if err := sleep(ctx, window); err != nil {
 		return 0, err
 	}
-	t1, err := cpuTicks(pid)
+	// A member that died would show as a failed /proc read, not why.
+	if err := c.running("while idle"); err != nil {
+		return 0, err
+	}
+	t1, err := c.cpuTicks()
 	if err != nil {
 		return 0, err
 	}
 	// The real elapsed time, not the nominal window: a loaded machine
 	// wakes us late.
 	elapsed := time.Since(start).Seconds()
-	if p.exited() {
-		return 0, p.failure("exited while idle: %v", p.err)
-	}
-	if err := p.stop(ctx); err != nil {
+	if err := c.stop(ctx); err != nil {
 		return 0, err
 	}
 	return float64(t1-t0) / hz / elapsed * 100, nil
@@ -757,22 +768,22 @@ func fsInfo(dir string) string {
 
 // ---- output ----
 
-func printTable(w io.Writer, o options, disk, versions, hzNote string, hz float64, targets []target, results [][]result, idle []float64) {
-	rps := make([][]float64, len(targets))
-	p99 := make([][]float64, len(targets))
-	for i := range targets {
+// printTable prints results and idle, indexed plain etcd then etcdvisor.
+func printTable(w io.Writer, o options, layout, disk, versions, hzNote string, hz float64, results [][]result, idle []float64) {
+	rps := make([][]float64, len(results))
+	p99 := make([][]float64, len(results))
+	for i := range results {
 		for _, r := range results[i] {
 			rps[i] = append(rps[i], r.rps)
 			p99[i] = append(p99[i], r.p99.Seconds())
 		}
 	}
-	// targets[0] is plain etcd, targets[1] etcdvisor.
 	rp, rv := median(rps[0]), median(rps[1])
 	lp, lv := median(p99[0]), median(p99[1])
 	row := func(a, b, c, d string) { fmt.Fprintf(w, "%-20s%-15s%-14s%s\n", a, b, c, d) }
 
-	fmt.Fprintf(w, "etcdvisor bench: single member, %d-byte puts, %d clients, %d puts x %d rounds, disk %s\n",
-		valSize, o.clients, o.total, o.rounds, disk)
+	fmt.Fprintf(w, "etcdvisor bench: %s, %d-byte puts, %d clients, %d puts x %d rounds, disk %s\n",
+		layout, valSize, o.clients, o.total, o.rounds, disk)
 	row("", "plain etcd", "etcdvisor", "ratio (etcdvisor/plain)")
 	row("puts/s (median)", comma(rp), comma(rv), fmt.Sprintf("%.3f", rv/rp))
 	row("p99 latency", ms(secs(lp)), ms(secs(lv)), fmt.Sprintf("%.2f", lv/lp))
@@ -782,8 +793,12 @@ func printTable(w io.Writer, o options, disk, versions, hzNote string, hz float6
 	fmt.Fprintf(w, "p99s:   plain %s | etcdvisor %s\n", joinMS(p99[0]), joinMS(p99[1]))
 	// One clock tick over the window is the smallest step idle CPU can
 	// show; a difference of a tick or two is noise, not etcdvisor.
-	fmt.Fprintf(w, "idle: %s window after %s settle, CPU time in %s, resolution %.2f points (1 tick)\n",
-		o.idle, settle, hzNote, 100/hz/o.idle.Seconds())
+	summed := ""
+	if o.members > 1 {
+		summed = fmt.Sprintf(", summed over each target's %d processes", o.members)
+	}
+	fmt.Fprintf(w, "idle: %s window after %s settle%s, CPU time in %s, resolution %.2f points (1 tick)\n",
+		o.idle, settle, summed, hzNote, 100/hz/o.idle.Seconds())
 	fmt.Fprintf(w, "%s\n", versions)
 }
 
