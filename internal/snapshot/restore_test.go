@@ -1,0 +1,252 @@
+package snapshot
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"filippo.io/age"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+func TestRestoreOfEachFormStartsAMemberWithTheKeys(t *testing.T) {
+	m := sourceMember(t)
+	id := newIdentity(t)
+	snapDir := t.TempDir()
+	for _, f := range forms {
+		t.Run(f.name, func(t *testing.T) {
+			_, path := save(t, m, snapDir, "etcd-"+strings.ReplaceAll(f.name, " ", "-"), f, id)
+			spec := newSpec(t, filepath.Join(t.TempDir(), "data"))
+			if err := Restore(spec.restoreOptions(path, []age.Identity{id})); err != nil {
+				t.Fatalf("Restore: %v", err)
+			}
+			r := startMember(t, spec)
+			defer r.stop()
+			checkKeys(t, r.cli)
+		})
+	}
+}
+
+func TestRestoreOfASnapshotSavedByEtcdctlStartsAMemberWithTheKeys(t *testing.T) {
+	m := sourceMember(t)
+	path := filepath.Join(t.TempDir(), "backup.db")
+	if out, err := exec.Command(etcdctlBin, "--endpoints", m.clientURL, "snapshot", "save", path).CombinedOutput(); err != nil {
+		t.Fatalf("etcdctl snapshot save: %v\n%s", err, out)
+	}
+	st, err := Verify(path, nil, t.TempDir())
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if st.TotalKeys != sourceKeys-sourceDeleted {
+		t.Errorf("got %d keys, want %d", st.TotalKeys, sourceKeys-sourceDeleted)
+	}
+	spec := newSpec(t, filepath.Join(t.TempDir(), "data"))
+	if err := Restore(spec.restoreOptions(path, nil)); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	r := startMember(t, spec)
+	defer r.stop()
+	checkKeys(t, r.cli)
+}
+
+func TestRestoreWithBumpRevisionAndMarkCompactedRaisesTheRevision(t *testing.T) {
+	m := sourceMember(t)
+	man, path := save(t, m, t.TempDir(), "etcd-a", forms[1], nil)
+	spec := newSpec(t, filepath.Join(t.TempDir(), "data"))
+	o := spec.restoreOptions(path, nil)
+	o.BumpRevision, o.MarkCompacted = 1_000_000, true
+	if err := Restore(o); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	r := startMember(t, spec)
+	defer r.stop()
+	ctx := context.Background()
+	resp, err := r.cli.Get(ctx, key(sourceKeys-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := resp.Header.Revision, man.Revision+1_000_000; got < want {
+		t.Errorf("got revision %d after restore, want at least %d", got, want)
+	}
+	// The bumped revision is compacted: reading an old revision says so.
+	_, err = r.cli.Get(ctx, key(sourceKeys-1), clientv3.WithRev(man.Revision))
+	if !errors.Is(err, rpctypes.ErrCompacted) {
+		t.Errorf("get at the snapshot's revision: got %v, want ErrCompacted", err)
+	}
+}
+
+func TestRestoreRequiresBumpRevisionAndMarkCompactedTogether(t *testing.T) {
+	tests := []struct {
+		name    string
+		bump    uint64
+		compact bool
+	}{
+		{"bump without mark", 10, false},
+		{"mark without bump", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec := newSpec(t, filepath.Join(t.TempDir(), "data"))
+			o := spec.restoreOptions("/nonexistent", nil)
+			o.BumpRevision, o.MarkCompacted = tt.bump, tt.compact
+			wantErrContaining(t, "Restore", Restore(o), "each requires the other")
+		})
+	}
+}
+
+func TestRestoreRefusesANonEmptyDataDirAndLeavesItAlone(t *testing.T) {
+	m := sourceMember(t)
+	_, path := save(t, m, t.TempDir(), "etcd-a", forms[0], nil)
+	spec := newSpec(t, t.TempDir())
+	mine := filepath.Join(spec.dir, "precious")
+	if err := os.WriteFile(mine, []byte("mine"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wantErrContaining(t, "Restore into a non-empty dir", Restore(spec.restoreOptions(path, nil)), "is not empty")
+	if got := dirNames(t, spec.dir); !slices.Equal(got, []string{"precious"}) {
+		t.Errorf("got %v in the data dir, want only precious", got)
+	}
+}
+
+func TestRestoreRefusesWhenTheDiskIsTooSmall(t *testing.T) {
+	m := sourceMember(t)
+	_, path := save(t, m, t.TempDir(), "etcd-a", forms[1], nil)
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount a 1 MiB tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	spec := newSpec(t, filepath.Join(dir, "data"))
+	wantErrContaining(t, "Restore onto a small disk", Restore(spec.restoreOptions(path, nil)), "not enough free space")
+	if got := dirNames(t, dir); len(got) != 0 {
+		t.Errorf("got %v written, want nothing", got)
+	}
+}
+
+// TestBadInputIsRefusedWithAClearErrorAndWritesNothing feeds Open, Verify and
+// Restore damaged and foreign files. A DB without etcd's sha256 trailer is
+// refused by Verify and Restore: nothing then tells it from a damaged one
+// (Open reads it, as it reads a copy of member/snap/db).
+func TestBadInputIsRefusedWithAClearErrorAndWritesNothing(t *testing.T) {
+	m := sourceMember(t)
+	id := newIdentity(t)
+	dir := t.TempDir()
+	_, plain := save(t, m, dir, "plain", forms[0], nil)
+	_, zst := save(t, m, dir, "zstd", forms[1], nil)
+	_, enc := save(t, m, dir, "enc", forms[2], id)
+	bad := t.TempDir()
+	write := func(name string, b []byte) string {
+		p := filepath.Join(bad, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	read := func(p string) []byte {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	flip := func(b []byte) []byte {
+		b = slices.Clone(b)
+		b[len(b)/2] ^= 0x40
+		return b
+	}
+	random := make([]byte, 64<<10)
+	rand.Read(random)
+	p, z, e := read(plain), read(zst), read(enc)
+	ids := []age.Identity{id}
+
+	tests := []struct {
+		name     string
+		path     string
+		ids      []age.Identity
+		wantOpen string // "" when Open reads it without complaint
+		want     string // from Verify and Restore
+	}{
+		{"a truncated plain snapshot", write("trunc.db", p[:len(p)/2+100]), nil, "truncated?", "truncated?"},
+		{"a truncated compressed snapshot", write("trunc.db.zst", z[:len(z)/2]), nil, "unexpected EOF", "unexpected EOF"},
+		{"a truncated encrypted snapshot", write("trunc.db.zst.age", e[:len(e)/2]), ids, "decrypt age", "decrypt age"},
+		{"a flipped byte in a plain snapshot", write("flip.db", flip(p)), nil, "sha256 trailer does not match", "sha256 trailer does not match"},
+		{"a flipped byte in a compressed snapshot", write("flip.db.zst", flip(z)), nil, "decompress zstd", "decompress zstd"},
+		{"a flipped byte in an encrypted snapshot", write("flip.db.zst.age", flip(e)), ids, "decrypt", "decrypt"},
+		{"a snapshot without its sha256 trailer", write("notrailer.db", p[:len(p)-32]), nil, "", "no sha256 trailer"},
+		{"an encrypted snapshot and the wrong identity", enc, []age.Identity{newIdentity(t)}, "none of the given identities", "none of the given identities"},
+		{"an encrypted snapshot and no identity", enc, nil, "no identity was given", "no identity was given"},
+		{"random bytes", write("random", random), nil, "not an etcd snapshot", "not an etcd snapshot"},
+		{"a text file", write("notes.txt", []byte("etcd snapshot, honest\n")), nil, "not an etcd snapshot", "not an etcd snapshot"},
+		{"an empty file", write("empty.db", nil), nil, "not an etcd snapshot", "not an etcd snapshot"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := readThrough(tt.path, tt.ids)
+			if tt.wantOpen == "" {
+				if err != nil {
+					t.Errorf("Open and read: %v", err)
+				}
+			} else {
+				wantErrContaining(t, "Open and read", err, tt.wantOpen)
+			}
+
+			tmp := t.TempDir()
+			_, err = Verify(tt.path, tt.ids, tmp)
+			wantErrContaining(t, "Verify", err, tt.want)
+			if got := dirNames(t, tmp); len(got) != 0 {
+				t.Errorf("Verify left %v in its temp dir", got)
+			}
+
+			spec := newSpec(t, filepath.Join(t.TempDir(), "data"))
+			wantErrContaining(t, "Restore", Restore(spec.restoreOptions(tt.path, tt.ids)), tt.want)
+			if _, err := os.Stat(spec.dir); !os.IsNotExist(err) {
+				t.Errorf("Restore left %s behind (%v): %v", spec.dir, err, dirNames(t, spec.dir))
+			}
+		})
+	}
+}
+
+func readThrough(path string, ids []age.Identity) error {
+	r, err := Open(path, ids)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	_, err = io.Copy(io.Discard, r)
+	return err
+}
+
+func TestRestoreWithSkipHashCheckAcceptsACopyOfTheMembersDB(t *testing.T) {
+	m := sourceMember(t)
+	_, path := save(t, m, t.TempDir(), "etcd-a", forms[0], nil)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyOfDB := filepath.Join(t.TempDir(), "db")
+	if err := os.WriteFile(copyOfDB, b[:len(b)-32], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	spec := newSpec(t, filepath.Join(t.TempDir(), "data"))
+	o := spec.restoreOptions(copyOfDB, nil)
+	o.SkipHashCheck = true
+	start := time.Now()
+	if err := Restore(o); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	t.Logf("restored in %v", time.Since(start))
+	for _, p := range []string{"member/snap/db", "member/wal"} {
+		if _, err := os.Stat(filepath.Join(spec.dir, p)); err != nil {
+			t.Errorf("restored data dir: %v", err)
+		}
+	}
+}

@@ -1,0 +1,154 @@
+package snapshot
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"time"
+
+	"filippo.io/age"
+	bolt "go.etcd.io/bbolt"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/server/v3/storage/mvcc"
+	"go.etcd.io/etcd/server/v3/storage/schema"
+	"google.golang.org/protobuf/proto"
+)
+
+// revBytesLen is the length of a revision key in the key bucket: main
+// revision, '_', sub revision; a tombstone adds a 't'.
+const revBytesLen = 8 + 1 + 8
+
+// Status is what `snapshot status` prints: the four figures of etcdutl plus
+// the storage version. The JSON keys are etcdutl's, so the output of both
+// tools compares directly.
+type Status struct {
+	Hash      uint32 `json:"hash"`
+	Revision  int64  `json:"revision"`
+	TotalKeys int    `json:"totalKey"`
+	TotalSize int64  `json:"totalSize"`
+	Version   string `json:"version"`
+}
+
+// Verify fully checks a snapshot file: it decrypts and decompresses it,
+// checks etcd's sha256 trailer (a DB without one is refused with
+// ErrNoChecksum), opens the DB with bbolt, runs bbolt's consistency check
+// and reads the Status. bbolt needs a file, so the plaintext is written to a
+// temporary file (mode 0600) in tmpDir and removed before Verify returns.
+func Verify(path string, identities []age.Identity, tmpDir string) (Status, error) {
+	r, err := open(path, identities)
+	if err != nil {
+		return Status{}, err
+	}
+	defer r.Close()
+
+	tmp, err := os.CreateTemp(tmpDir, ".etcdvisor-verify-*.db")
+	if err != nil {
+		return Status{}, fmt.Errorf("verify %s: create plaintext copy: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+
+	bw := bufio.NewWriterSize(tmp, readBufSize)
+	if _, err := io.CopyBuffer(bw, r, make([]byte, readBufSize)); err != nil {
+		return Status{}, fmt.Errorf("verify %s: read %s: %w", path, r.Form.describe(), err)
+	}
+	if !r.HasTrailer() {
+		return Status{}, fmt.Errorf("verify %s: %w: it cannot be told from a damaged or truncated DB", path, ErrNoChecksum)
+	}
+	if err := bw.Flush(); err != nil {
+		return Status{}, fmt.Errorf("verify %s: write plaintext copy: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return Status{}, fmt.Errorf("verify %s: write plaintext copy: %w", path, err)
+	}
+	st, err := dbStatus(tmp.Name())
+	if err != nil {
+		return Status{}, fmt.Errorf("verify %s: %w", path, err)
+	}
+	return st, nil
+}
+
+// dbStatus opens a plaintext bbolt DB read-only, runs bbolt's consistency
+// check and computes the figures exactly as etcdutl snapshot status does:
+//   - Hash: crc32 (Castagnoli) over, for each top-level bucket in order, its
+//     name and then each key and value in order;
+//   - Revision: the main revision of the last key of the "key" bucket, whose
+//     keys are revisions in order;
+//   - TotalKeys: the keys alive at that revision: a revision adds its key, a
+//     tombstone revision removes it;
+//   - TotalSize: the size bbolt reports for the DB.
+func dbStatus(path string) (st Status, err error) {
+	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return st, fmt.Errorf("open DB with bbolt: %w", err)
+	}
+	defer db.Close()
+	// bbolt panics on some corruptions it meets while walking; this turns
+	// them into the error they are.
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("read DB: bbolt: %v", p)
+		}
+	}()
+
+	err = db.View(func(tx *bolt.Tx) error {
+		var problems []error
+		for e := range tx.Check() {
+			problems = append(problems, e)
+		}
+		if len(problems) > 0 {
+			return fmt.Errorf("bbolt consistency check found %d problems: %w", len(problems), errors.Join(problems...))
+		}
+		st.TotalSize = tx.Size()
+		if v := schema.ReadStorageVersionFromSnapshot(tx); v != nil {
+			st.Version = v.String()
+		}
+
+		h := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+		live := make(map[string]struct{})
+		c := tx.Cursor()
+		for name, _ := c.First(); name != nil; name, _ = c.Next() {
+			b := tx.Bucket(name)
+			if b == nil {
+				return fmt.Errorf("top-level key %q is not a bucket", name)
+			}
+			h.Write(name)
+			isKey := bytes.Equal(name, schema.Key.Name())
+			err := b.ForEach(func(k, v []byte) error {
+				h.Write(k)
+				h.Write(v)
+				if !isKey {
+					return nil
+				}
+				if len(k) != revBytesLen && len(k) != revBytesLen+1 {
+					return fmt.Errorf("key bucket: key %x is not a revision", k)
+				}
+				st.Revision = mvcc.BytesToRev(k).Main
+				var kv mvccpb.KeyValue
+				if err := proto.Unmarshal(v, &kv); err != nil {
+					return fmt.Errorf("key bucket: revision %x: unmarshal value: %w", k, err)
+				}
+				if mvcc.IsTombstone(k) {
+					delete(live, string(kv.Key))
+				} else {
+					live[string(kv.Key)] = struct{}{}
+				}
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("read bucket %q: %w", name, err)
+			}
+		}
+		st.TotalKeys = len(live)
+		st.Hash = h.Sum32()
+		return nil
+	})
+	if err != nil {
+		return Status{}, err
+	}
+	return st, nil
+}
