@@ -39,6 +39,19 @@ type Status struct {
 	Errors  []string `json:"errors,omitempty"`
 	Members []Member `json:"members,omitempty"`
 	Error   string   `json:"error,omitempty"`
+
+	// LastSnapshot is the newest good local snapshot, if any.
+	LastSnapshot *SnapshotSummary `json:"lastSnapshot,omitempty"`
+	// LastSnapshotError is why the last attempt failed, if it did.
+	LastSnapshotError string `json:"lastSnapshotError,omitempty"`
+}
+
+// SnapshotSummary names a snapshot in status.
+type SnapshotSummary struct {
+	Path      string    `json:"path"`
+	CreatedAt time.Time `json:"createdAt"`
+	Revision  int64     `json:"revision"`
+	Size      int64     `json:"size"`
 }
 
 // Member is one member of the cluster as etcd lists it.

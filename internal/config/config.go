@@ -25,10 +25,11 @@ const (
 
 // Config is the whole etcdvisor configuration file.
 type Config struct {
-	Log     Log     `yaml:"log"`
-	Control Control `yaml:"control"`
+	Log       Log       `yaml:"log"`
+	Control   Control   `yaml:"control"`
 	Metrics   Metrics   `yaml:"metrics"`
 	Endpoints Endpoints `yaml:"endpoints"`
+	Snapshot  Snapshot  `yaml:"snapshot"`
 	Etcd      Etcd      `yaml:"etcd"`
 
 	// src remembers where each value came from, for error messages.
@@ -61,6 +62,59 @@ type Endpoints struct {
 	// File, when set, is rewritten atomically with the --etcd-servers
 	// value whenever the member list changes.
 	File string `yaml:"file"`
+}
+
+// Snapshot configures local snapshots of the member.
+type Snapshot struct {
+	// Dir holds the snapshots and their manifests; empty means
+	// <etcd.data-dir>/snapshots. A separate disk is better.
+	Dir string `yaml:"dir"`
+	// Schedule is a cron expression ("0 * * * *") or an interval
+	// ("@every 30m"); empty takes snapshots only on request.
+	Schedule string `yaml:"schedule"`
+	// Jitter delays each scheduled snapshot by a random amount up to this,
+	// so members started together do not snapshot together.
+	Jitter Duration `yaml:"jitter"`
+	// Compress compresses snapshots with zstd.
+	Compress bool `yaml:"compress"`
+	// Recipients are age public keys ("age1..."); snapshots are encrypted
+	// to them, so this host can write backups it cannot read.
+	Recipients List `yaml:"recipients"`
+	// RateLimit caps how fast a snapshot is read from etcd (bytes per
+	// second), so it does not starve the member's own disk; 0: no limit.
+	RateLimit ByteSize `yaml:"rate-limit"`
+	// Timeout bounds one snapshot, hooks excluded.
+	Timeout Duration `yaml:"timeout"`
+	// Retention decides which snapshots are removed after a good one.
+	Retention Retention `yaml:"retention"`
+	// Hooks run before and after every snapshot.
+	Hooks Hooks `yaml:"hooks"`
+}
+
+// Retention keeps snapshots by count, age and hourly/daily/weekly
+// thinning; the newest good snapshot is never removed.
+type Retention struct {
+	Keep   int      `yaml:"keep"`
+	MaxAge Duration `yaml:"max-age"`
+	Hourly int      `yaml:"hourly"`
+	Daily  int      `yaml:"daily"`
+	Weekly int      `yaml:"weekly"`
+}
+
+// Hooks are commands (argv lists, no shell) run around a snapshot, with the
+// snapshot's path and manifest in the environment.
+type Hooks struct {
+	Before  Command  `yaml:"before"`
+	After   Command  `yaml:"after"`
+	Timeout Duration `yaml:"timeout"`
+}
+
+// SnapshotDir is where snapshots live: snapshot.dir, or data-dir/snapshots.
+func (c *Config) SnapshotDir() string {
+	if c.Snapshot.Dir != "" {
+		return c.Snapshot.Dir
+	}
+	return filepath.Join(c.Etcd.DataDir, "snapshots")
 }
 
 // Etcd configures the local etcd member. Names and meanings follow etcd's
@@ -145,6 +199,13 @@ func DefaultWithDataDir(dataDir string) *Config {
 	return &Config{
 		Log:     Log{Level: "info", Format: "json"},
 		Metrics: Metrics{Listen: "127.0.0.1:2381"},
+		Snapshot: Snapshot{
+			Jitter:    Duration(time.Minute),
+			Compress:  true,
+			Timeout:   Duration(30 * time.Minute),
+			Retention: Retention{Keep: 24},
+			Hooks:     Hooks{Timeout: Duration(5 * time.Minute)},
+		},
 		Etcd: Etcd{
 			Name:                     "default",
 			DataDir:                  dataDir,

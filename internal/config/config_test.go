@@ -19,7 +19,7 @@ func TestParseErrorsNameFileLinePathAndValue(t *testing.T) {
 		{
 			name: "unknown top-level key",
 			yaml: "log:\n  level: info\nbogus: 1\n",
-			want: []string{"etcdvisor.yaml:3: bogus: unknown key; expected one of: log, control, metrics, endpoints, etcd"},
+			want: []string{"etcdvisor.yaml:3: bogus: unknown key; expected one of: log, control, metrics, endpoints, snapshot, etcd"},
 		},
 		{
 			name: "unknown nested key",
@@ -300,6 +300,20 @@ func TestValidateTLSAndPlaintextPeerRules(t *testing.T) {
 			yaml: "etcd:\n  cipher-suites: TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\n  tls-min-version: TLS1.3\n",
 		},
 		{
+			name: "a snapshot schedule that is not cron",
+			yaml: "snapshot:\n  schedule: every half hour\n",
+			want: `snapshot.schedule "every half hour": expected a cron expression`,
+		},
+		{
+			name: "a snapshot recipient that is not an age key",
+			yaml: "snapshot:\n  recipients: [ssh-rsa AAAA]\n",
+			want: `snapshot.recipients "ssh-rsa AAAA": not an age public key`,
+		},
+		{
+			name: "a good snapshot section",
+			yaml: "snapshot:\n  schedule: \"@every 30m\"\n  rate-limit: 100MiB\n  retention: {keep: 3, daily: 7, max-age: 720h}\n  hooks: {after: [/bin/true, x]}\n",
+		},
+		{
 			name: "an unknown TLS version",
 			yaml: "etcd:\n  tls-min-version: TLS1.1\n",
 			want: `etcd.tls-min-version "TLS1.1": expected one of: TLS1.2, TLS1.3`,
@@ -319,5 +333,12 @@ func TestValidateTLSAndPlaintextPeerRules(t *testing.T) {
 				t.Fatalf("got %v, want an error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestAHookMustBeAList(t *testing.T) {
+	_, err := Parse("etcdvisor.yaml", []byte("snapshot:\n  hooks:\n    after: /usr/bin/ship backup\n"))
+	if err == nil || !strings.Contains(err.Error(), `etcdvisor.yaml:3: snapshot.hooks.after "/usr/bin/ship backup": expected a command as a list`) {
+		t.Fatalf("got %v", err)
 	}
 }

@@ -38,6 +38,38 @@ endpoints:
   # list changes. Empty: no file. Under systemd, e.g. /run/etcdvisor/etcd-servers.
   file: "{{.Endpoints.File}}"
 
+snapshot:
+  # Where snapshots and their manifests go. Empty: <etcd.data-dir>/snapshots.
+  # A different disk is better; packaged installs use /var/backups/etcdvisor.
+  dir: "{{.Snapshot.Dir}}"
+  # When to take one: cron ("0 * * * *") or an interval ("@every 30m").
+  # Empty: only on request (etcdvisor snapshot save).
+  schedule: "{{.Snapshot.Schedule}}"
+  # A random delay up to this, so members do not snapshot all at once.
+  jitter: {{.Snapshot.Jitter}}
+  compress: {{.Snapshot.Compress}}
+  # age public keys (age1...): snapshots are encrypted to them, so this
+  # host can write backups it cannot read. Empty: not encrypted.
+  recipients: {{list .Snapshot.Recipients}}
+  # Bytes per second read from etcd, so a snapshot does not starve etcd's
+  # own fsyncs. 0: no limit.
+  rate-limit: {{.Snapshot.RateLimit}}
+  timeout: {{.Snapshot.Timeout}}
+  # Applied after each good snapshot; the newest good one is never removed.
+  retention:
+    keep: {{.Snapshot.Retention.Keep}}
+    max-age: {{.Snapshot.Retention.MaxAge}}
+    hourly: {{.Snapshot.Retention.Hourly}}
+    daily: {{.Snapshot.Retention.Daily}}
+    weekly: {{.Snapshot.Retention.Weekly}}
+  # Commands (argv lists, no shell) run before and after each snapshot,
+  # with ETCDVISOR_SNAPSHOT and ETCDVISOR_SNAPSHOT_MANIFEST in the
+  # environment, e.g. [/usr/local/bin/ship-backup].
+  hooks:
+    before: {{list .Snapshot.Hooks.Before}}
+    after: {{list .Snapshot.Hooks.After}}
+    timeout: {{.Snapshot.Hooks.Timeout}}
+
 etcd:
   # This member's name; unique in the cluster and listed in initial-cluster.
   name: {{.Etcd.Name}}

@@ -111,3 +111,24 @@ func splitList(n *yaml.Node, what string) ([]string, error) {
 	}
 	return nil, fmt.Errorf("expected a %s or a list of %ss", what, what)
 }
+
+// Command is an argv list, run without a shell so paths with spaces and
+// arguments need no quoting.
+type Command []string
+
+// UnmarshalYAML accepts only a list: a single string would hide whether
+// "a b" is one argument or two.
+func (c *Command) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.SequenceNode {
+		return fmt.Errorf("expected a command as a list, like [/usr/local/bin/ship-backup, --to, s3]")
+	}
+	var out []string
+	for _, e := range n.Content {
+		if e.Kind != yaml.ScalarNode {
+			return fmt.Errorf("expected a command as a list of strings")
+		}
+		out = append(out, e.Value)
+	}
+	*c = out
+	return nil
+}

@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"filippo.io/age"
+	"github.com/robfig/cron/v3"
 )
 
 // Limits etcd itself enforces; checking them here names the field before
@@ -36,6 +39,8 @@ func (c *Config) Validate() error {
 	if f := c.Endpoints.File; f != "" && (strings.HasSuffix(f, "/") || !filepath.IsAbs(f) && strings.HasPrefix(f, "~")) {
 		v.fail("endpoints.file", f, "expected a file path")
 	}
+
+	v.snapshot()
 
 	switch {
 	case e.Name == "":
@@ -327,5 +332,41 @@ func (v *validator) plaintextPeers() {
 	if len(names) > 1 {
 		v.fail("etcd.peer-transport-security", "", fmt.Sprintf("a %d-member cluster over plain http sends every key unencrypted between hosts; "+
 			"configure peer TLS (etcdvisor pki bootstrap makes the certificates) or set etcd.insecure: true to accept that", len(names)))
+	}
+}
+
+// snapshot checks the schedule, the age recipients, and the limits.
+func (v *validator) snapshot() {
+	sn := &v.c.Snapshot
+	if sn.Schedule != "" {
+		if _, err := cron.ParseStandard(sn.Schedule); err != nil {
+			v.fail("snapshot.schedule", sn.Schedule, `expected a cron expression like "0 * * * *" or an interval like "@every 30m"`)
+		}
+	}
+	if sn.Jitter < 0 {
+		v.fail("snapshot.jitter", sn.Jitter.String(), "must not be negative")
+	}
+	for _, r := range sn.Recipients {
+		if _, err := age.ParseX25519Recipient(r); err != nil {
+			v.fail("snapshot.recipients", r, "not an age public key (age1...); make one with age-keygen")
+		}
+	}
+	if sn.RateLimit < 0 {
+		v.fail("snapshot.rate-limit", sn.RateLimit.String(), "must not be negative")
+	}
+	if sn.Timeout <= 0 {
+		v.fail("snapshot.timeout", sn.Timeout.String(), "must be positive")
+	}
+	r := sn.Retention
+	for key, n := range map[string]int{"keep": r.Keep, "hourly": r.Hourly, "daily": r.Daily, "weekly": r.Weekly} {
+		if n < 0 {
+			v.fail("snapshot.retention."+key, fmt.Sprint(n), "must not be negative")
+		}
+	}
+	if r.MaxAge < 0 {
+		v.fail("snapshot.retention.max-age", r.MaxAge.String(), "must not be negative")
+	}
+	if sn.Hooks.Timeout <= 0 {
+		v.fail("snapshot.hooks.timeout", sn.Hooks.Timeout.String(), "must be positive")
 	}
 }

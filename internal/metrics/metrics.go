@@ -25,6 +25,8 @@ type Metrics struct {
 	isLeader    prometheus.Gauge
 	hasLeader   prometheus.Gauge
 	certExpiry  *prometheus.GaugeVec
+	// Snapshot holds the snapshot metrics.
+	Snapshot *Snapshot
 }
 
 // Phases that etcdvisor_phase reports, one series each.
@@ -73,6 +75,7 @@ func New(version, etcdVersion, goVersion string, start time.Time) *Metrics {
 	})
 	startTime.Set(float64(start.UnixNano()) / 1e9)
 	reg.MustRegister(buildInfo, startTime, m.memberReady, m.phase, m.members, m.isLeader, m.hasLeader, m.certExpiry)
+	m.Snapshot = newSnapshot(reg)
 	m.SetPhase("starting")
 	return m
 }

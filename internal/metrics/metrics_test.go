@@ -18,6 +18,9 @@ func TestMetricsPassPrometheusLint(t *testing.T) {
 	m := New("v0.1.0", "3.7.3", "go1.26.8", time.Unix(1700000000, 0))
 	m.SetCluster(3, 1, true, true)
 	m.SetCertExpiry("peer", "/etc/etcdvisor/pki/peer.crt", time.Unix(1800000000, 0))
+	m.Snapshot.Succeeded(time.Unix(1700000000, 0), time.Second, 1<<20, 42)
+	m.Snapshot.Failed()
+	m.Snapshot.HookFailed("after")
 	problems, err := testutil.GatherAndLint(m.Registry)
 	if err != nil {
 		t.Fatal(err)

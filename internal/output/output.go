@@ -62,6 +62,15 @@ func Status(w io.Writer, f string, st api.Status) error {
 	for _, e := range st.Errors {
 		row("MEMBER ERROR", e)
 	}
+	if l := st.LastSnapshot; l != nil {
+		row("LAST SNAPSHOT", fmt.Sprintf("%s (%s ago, revision %d, %s)", l.Path,
+			time.Since(l.CreatedAt).Truncate(time.Second), l.Revision, humanize.IBytes(uint64(l.Size))))
+	} else {
+		row("LAST SNAPSHOT", "none")
+	}
+	if st.LastSnapshotError != "" {
+		row("SNAPSHOT ERROR", st.LastSnapshotError)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

@@ -25,6 +25,14 @@ func (s *Supervisor) status(ctx context.Context) api.Status {
 		DataDir:          s.cfg.Etcd.DataDir,
 		ClientURLs:       s.cfg.Etcd.AdvertiseClientURLs,
 	}
+	if s.snaps != nil {
+		s.snaps.mu.Lock()
+		if l := s.snaps.last; l != nil {
+			st.LastSnapshot = &api.SnapshotSummary{Path: l.Path, CreatedAt: l.CreatedAt, Revision: l.Revision, Size: l.Size}
+		}
+		st.LastSnapshotError = s.snaps.lastErr
+		s.snaps.mu.Unlock()
+	}
 	if st.Phase == api.PhaseStarting {
 		st.Error = "the etcd member is not serving yet"
 		return st

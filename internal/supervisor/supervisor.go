@@ -27,6 +27,7 @@ import (
 	"github.com/etcdvisor/etcdvisor/internal/etcdrun"
 	"github.com/etcdvisor/etcdvisor/internal/metrics"
 	"github.com/etcdvisor/etcdvisor/internal/notify"
+	"github.com/etcdvisor/etcdvisor/internal/snapshot"
 	"github.com/etcdvisor/etcdvisor/internal/version"
 )
 
@@ -43,6 +44,7 @@ type Supervisor struct {
 	cfg     *config.Config
 	lg      *zap.Logger
 	member  etcdrun.Member
+	snaps   *snapshotter
 	metrics *metrics.Metrics
 	notify  *notify.Notifier
 	started time.Time
@@ -94,6 +96,9 @@ func Run(ctx context.Context, cfg *config.Config, lg *zap.Logger) error {
 		return fmt.Errorf("etcd.data-dir %q: %w", cfg.Etcd.DataDir, err)
 	}
 	defer lock.release()
+	if s.snaps, err = newSnapshotter(s); err != nil {
+		return err
+	}
 
 	// 2. Listeners before the member, so a taken port fails fast and the
 	//    socket answers "starting" while etcd loads a large DB.
@@ -158,6 +163,16 @@ func Run(ctx context.Context, cfg *config.Config, lg *zap.Logger) error {
 				lg.Info("etcd member stopped")
 			}
 			close(stopped)
+		})
+	}
+	// Scheduled snapshots. Interrupted before the member stops, so a
+	// snapshot in progress is cut short rather than racing the close.
+	{
+		sctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error {
+			return s.snaps.run(sctx, s.member.Ready())
+		}, func(error) {
+			cancel()
 		})
 	}
 	// The control socket.
@@ -336,6 +351,31 @@ func (s *Supervisor) controlServer() (*control.Server, net.Listener, error) {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
 		control.WriteJSON(w, http.StatusOK, s.status(ctx))
+	})
+	srv.Handle("POST", "/v1/snapshots", func(w http.ResponseWriter, r *http.Request) {
+		if s.getPhase() != api.PhaseReady {
+			control.WriteError(w, http.StatusServiceUnavailable, "the etcd member is not ready (%s)", s.getPhase())
+			return
+		}
+		// The snapshot outlives a CLI that gives up waiting: it has its
+		// own timeout, and a half-taken snapshot helps nobody.
+		got, err := s.snaps.take(context.WithoutCancel(r.Context()), "request")
+		switch {
+		case errors.Is(err, errSnapshotRunning):
+			control.WriteError(w, http.StatusConflict, "%v", err)
+		case err != nil:
+			control.WriteError(w, http.StatusInternalServerError, "snapshot failed: %v", err)
+		default:
+			control.WriteJSON(w, http.StatusOK, got)
+		}
+	})
+	srv.Handle("GET", "/v1/snapshots", func(w http.ResponseWriter, r *http.Request) {
+		list, err := snapshot.List(s.snaps.dir)
+		if err != nil {
+			control.WriteError(w, http.StatusInternalServerError, "%v", err)
+			return
+		}
+		control.WriteJSON(w, http.StatusOK, map[string]any{"dir": s.snaps.dir, "snapshots": list})
 	})
 	srv.Handle("GET", "/v1/members", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*probeTimeout)
