@@ -25,6 +25,10 @@ if ! getent passwd etcdvisor >/dev/null 2>&1; then
 		--comment "etcdvisor etcd supervisor" etcdvisor
 fi
 
+# Snapshots go to their own directory, outside etcd's data dir (ideally on
+# another disk); the unit's sandbox may write there but cannot create it.
+install -d -m 0700 -o etcdvisor -g etcdvisor /var/backups/etcdvisor
+
 # Make systemd see the new or changed unit, if systemd is the running init.
 if [ -d /run/systemd/system ]; then
 	systemctl daemon-reload >/dev/null 2>&1 || :
