@@ -23,6 +23,10 @@ import (
 // etcdvisorBin is the binary under test, built once by TestMain.
 var etcdvisorBin string
 
+// etcdctlBin and etcdutlBin are the real etcd v3.7.3 tools, built by
+// TestMain from tools/go.mod, to check etcdvisor's snapshots against.
+var etcdctlBin, etcdutlBin string
+
 // waitLimit bounds every wait for a process to do something. It is a
 // failure bound, not a measurement: tests assert what happens, not when.
 const waitLimit = 90 * time.Second
@@ -49,9 +53,29 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
+	if err := buildEtcdTools(dir); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// buildEtcdTools builds etcdctl and etcdutl, pinned in tools/go.mod, into dir.
+func buildEtcdTools(dir string) error {
+	etcdctlBin, etcdutlBin = filepath.Join(dir, "etcdctl"), filepath.Join(dir, "etcdutl")
+	for _, tool := range [][2]string{{etcdctlBin, "go.etcd.io/etcd/etcdctl/v3"}, {etcdutlBin, "go.etcd.io/etcd/etcdutl/v3"}} {
+		bin, pkg := tool[0], tool[1]
+		build := exec.Command("go", "build", "-o", bin, pkg)
+		build.Dir = "../tools"
+		build.Stdout, build.Stderr = os.Stdout, os.Stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("build %s: %w", pkg, err)
+		}
+	}
+	return nil
 }
 
 // shortDir is a temp dir with a short path (unix socket paths are limited
@@ -94,6 +118,7 @@ type member struct {
 	cluster     string // initial-cluster; empty: this member alone
 	state       string // initial-cluster-state
 	extra       string // more YAML appended under etcd:
+	top         string // more YAML appended at top level, such as a snapshot: section
 	pki         string // dir with ca.crt, server.*, peer.*: TLS on both transports
 	endpoints   string // endpoints.file, if any
 }
@@ -145,9 +170,9 @@ etcd:
   initial-cluster: "%s"
   initial-cluster-state: %s
   insecure: %t
-%s%s`, m.metricsAddr, m.endpoints, m.name, m.dataDir(), m.clientURL, m.clientURL, m.peerURL, m.peerURL, m.cluster, m.state,
+%s%s%s`, m.metricsAddr, m.endpoints, m.name, m.dataDir(), m.clientURL, m.clientURL, m.peerURL, m.peerURL, m.cluster, m.state,
 		// Plain http between members: these tests run on loopback only.
-		m.pki == "" && strings.Contains(m.cluster, ","), tlsYAML, m.extra)
+		m.pki == "" && strings.Contains(m.cluster, ","), tlsYAML, m.extra, m.top)
 	if err := os.WriteFile(m.configPath(), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

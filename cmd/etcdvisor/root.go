@@ -56,6 +56,7 @@ See how it is doing:                    etcdvisor status`,
 		newMemberCommand(),
 		newConfigCommand(),
 		newPKICommand(),
+		newSnapshotCommand(),
 		newVersionCommand(),
 	)
 	return root

@@ -21,6 +21,8 @@ const (
 	SocketName = "etcdvisor.sock"
 	// LockName is the lock file that keeps a second etcdvisor off the data dir.
 	LockName = "etcdvisor.lock"
+	// SnapshotDirName is the default snapshot dir inside the data dir.
+	SnapshotDirName = "snapshots"
 )
 
 // Config is the whole etcdvisor configuration file.
@@ -114,7 +116,7 @@ func (c *Config) SnapshotDir() string {
 	if c.Snapshot.Dir != "" {
 		return c.Snapshot.Dir
 	}
-	return filepath.Join(c.Etcd.DataDir, "snapshots")
+	return filepath.Join(c.Etcd.DataDir, SnapshotDirName)
 }
 
 // Etcd configures the local etcd member. Names and meanings follow etcd's

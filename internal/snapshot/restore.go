@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"filippo.io/age"
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -39,8 +40,13 @@ type RestoreOptions struct {
 
 	// Name is the new member's name ("default").
 	Name string
-	// DataDir must be missing or empty (NAME.etcd).
+	// DataDir must be missing or empty (NAME.etcd), but for the names in
+	// Keep.
 	DataDir string
+	// Keep names entries of DataDir that are not etcd's and may stay: the
+	// supervisor's lock file, control socket and snapshot dir live there
+	// by default, and the snapshot to restore may be among them.
+	Keep []string
 	// WalDir must be missing (DataDir/member/wal).
 	WalDir string
 
@@ -127,10 +133,14 @@ func Restore(o RestoreOptions) (err error) {
 		return fmt.Errorf("restore: initial-cluster %q: %w", o.InitialCluster, err)
 	}
 
-	if ents, err := os.ReadDir(o.DataDir); err == nil && len(ents) > 0 {
-		return fmt.Errorf("restore: data-dir %q is not empty", o.DataDir)
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+	ents, err := os.ReadDir(o.DataDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("restore: read data-dir: %w", err)
+	}
+	for _, e := range ents {
+		if !slices.Contains(o.Keep, e.Name()) {
+			return fmt.Errorf("restore: data-dir %q is not empty (it holds %s)", o.DataDir, e.Name())
+		}
 	}
 	if _, err := os.Stat(o.WalDir); err == nil {
 		return fmt.Errorf("restore: wal-dir %q exists", o.WalDir)
@@ -165,7 +175,7 @@ func Restore(o RestoreOptions) (err error) {
 
 	dbPath := filepath.Join(o.DataDir, "member", "snap", "db")
 	if err := copyDB(r, dbPath, o.SkipHashCheck); err != nil {
-		return fmt.Errorf("restore: copy DB into place: %w", err)
+		return fmt.Errorf("restore %s: copy DB into place: %w", o.SnapshotPath, err)
 	}
 	if !r.HasTrailer() {
 		// Without the trailer nothing vouches for the DB; bbolt's check
@@ -265,7 +275,7 @@ func copyDB(r *Reader, path string, skipHashCheck bool) error {
 		return fmt.Errorf("read %s: %w", r.Form.describe(), err)
 	}
 	if !r.HasTrailer() && !skipHashCheck {
-		return fmt.Errorf("%w (restore it with SkipHashCheck if it is a copy of member/snap/db)", ErrNoChecksum)
+		return fmt.Errorf("%w (if it is a copy of member/snap/db, restore it with --skip-hash-check)", ErrNoChecksum)
 	}
 	if err := bw.Flush(); err != nil {
 		return err

@@ -250,3 +250,17 @@ func TestRestoreWithSkipHashCheckAcceptsACopyOfTheMembersDB(t *testing.T) {
 		}
 	}
 }
+
+func TestRestoreKeepsTheSupervisorsOwnFilesInTheDataDir(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "etcdvisor.lock"), []byte("1\n"), 0o600)
+	err := Restore(RestoreOptions{SnapshotPath: filepath.Join(dir, "missing.db"), DataDir: dir, Keep: []string{"etcdvisor.lock"}})
+	if err == nil || strings.Contains(err.Error(), "is not empty") {
+		t.Fatalf("got %v, want the restore to get past the data dir check (and fail on the missing file)", err)
+	}
+	os.WriteFile(filepath.Join(dir, "stranger"), []byte("x"), 0o600)
+	err = Restore(RestoreOptions{SnapshotPath: filepath.Join(dir, "missing.db"), DataDir: dir, Keep: []string{"etcdvisor.lock"}})
+	if err == nil || !strings.Contains(err.Error(), "is not empty (it holds stranger)") {
+		t.Fatalf("got %v, want a refusal naming the stranger", err)
+	}
+}
