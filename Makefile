@@ -38,6 +38,7 @@ e2e:
 bench: build tools
 	$(GO) run ./bench -etcd $(BIN)/etcd -etcdvisor $(BIN)/etcdvisor -benchmark $(BIN)/benchmark
 	$(GO) run ./bench -etcd $(BIN)/etcd -etcdvisor $(BIN)/etcdvisor -benchmark $(BIN)/benchmark -members 3 -tls
+	$(GO) run ./bench -etcd $(BIN)/etcd -etcdvisor $(BIN)/etcdvisor -etcdctl $(BIN)/etcdctl -etcdutl $(BIN)/etcdutl -snapshot
 
 clean:
 	rm -rf $(BIN)

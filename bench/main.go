@@ -57,6 +57,10 @@ type options struct {
 	tls                        bool
 	idle, timeout              time.Duration
 	dir                        string
+	// -snapshot mode (snapshot.go)
+	snapshot         bool
+	dbSize           string
+	etcdctl, etcdutl string
 }
 
 func main() {
@@ -72,12 +76,20 @@ func main() {
 	flag.DurationVar(&o.idle, "idle", 30*time.Second, "idle CPU window per target (after a 5s settle)")
 	flag.DurationVar(&o.timeout, "timeout", 20*time.Minute, "limit for the whole run")
 	flag.StringVar(&o.dir, "dir", "", "where data dirs go, the same disk for both targets (default /var/tmp, else the working dir)")
+	flag.BoolVar(&o.snapshot, "snapshot", false, "instead: compare snapshot save and restore of etcdctl/etcdutl and etcdvisor on one plain etcd member")
+	flag.StringVar(&o.dbSize, "db-size", "256MiB", "with -snapshot: fill the member's DB to at least this size")
+	flag.StringVar(&o.etcdctl, "etcdctl", "bin/etcdctl", "with -snapshot: etcdctl v3.7.3 (cd tools && go build -o ../bin/etcdctl go.etcd.io/etcd/etcdctl/v3)")
+	flag.StringVar(&o.etcdutl, "etcdutl", "bin/etcdutl", "with -snapshot: etcdutl v3.7.3 (cd tools && go build -o ../bin/etcdutl go.etcd.io/etcd/etcdutl/v3)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "bench: unexpected arguments %q\n", flag.Args())
 		os.Exit(2)
 	}
-	if err := run(o); err != nil {
+	runMode := run
+	if o.snapshot {
+		runMode = runSnapshot
+	}
+	if err := runMode(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench: FAILED:", err)
 		os.Exit(1)
 	}

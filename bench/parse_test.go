@@ -133,3 +133,16 @@ func TestMedian(t *testing.T) {
 		}
 	}
 }
+
+func TestParseDBSize(t *testing.T) {
+	// Trimmed from etcdctl v3.7.3 endpoint status -w json.
+	out := `[{"Endpoint":"http://127.0.0.1:40123","Status":{"header":{"cluster_id":1,"member_id":2,"revision":1106,"raft_term":2},"version":"3.7.3","dbSize":74498048,"leader":2,"raftIndex":1110,"raftTerm":2,"dbSizeInUse":74498048}}]`
+	if got, err := parseDBSize([]byte(out)); err != nil || got != 74498048 {
+		t.Errorf("parseDBSize() = %d, %v; want 74498048", got, err)
+	}
+	for _, bad := range []string{"", "[]", `[{"Status":{}}]`, "not json"} {
+		if _, err := parseDBSize([]byte(bad)); err == nil {
+			t.Errorf("parseDBSize(%q) succeeded", bad)
+		}
+	}
+}

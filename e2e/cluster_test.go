@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -154,6 +155,32 @@ func (c *Cluster) Leader() int {
 	}
 	c.t.Fatal("no member reports itself leader")
 	return -1
+}
+
+// CheckHealthy asks member i's etcdvisor for the member list and checks
+// that every member is there, healthy as seen from i, with one leader.
+func (c *Cluster) CheckHealthy(i int) {
+	c.t.Helper()
+	out, errOut, code := runCLI(c.t, "member", "list", "-w", "json", "--config", c.Members[i].configPath())
+	if code != 0 {
+		c.t.Fatalf("member list: exit %d %s", code, errOut)
+	}
+	var ml api.MemberList
+	if err := json.Unmarshal([]byte(out), &ml); err != nil {
+		c.t.Fatal(err)
+	}
+	leaders := 0
+	for _, m := range ml.Members {
+		if !m.Healthy {
+			c.t.Errorf("member %s unhealthy from %s: %s", m.Name, c.Members[i].name, m.Error)
+		}
+		if m.IsLeader {
+			leaders++
+		}
+	}
+	if len(ml.Members) != len(c.Members) || leaders != 1 {
+		c.t.Errorf("member list: %d members, %d leaders; want %d and 1", len(ml.Members), leaders, len(c.Members))
+	}
 }
 
 // Stop stops every running member with SIGTERM and checks each exits 0.

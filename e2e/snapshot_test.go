@@ -24,7 +24,6 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/etcdvisor/etcdvisor/internal/api"
 	"github.com/etcdvisor/etcdvisor/internal/control"
 	"github.com/etcdvisor/etcdvisor/internal/snapshot"
 )
@@ -490,26 +489,7 @@ func TestDisasterRecoveryRestoresOneSnapshotOnEveryMemberIntoANewHealthyCluster(
 	}
 	c.StartAll()
 
-	out, errOut, code := runCLI(t, "member", "list", "-w", "json", "--config", c.Members[0].configPath())
-	if code != 0 {
-		t.Fatalf("member list: exit %d %s", code, errOut)
-	}
-	var ml api.MemberList
-	if err := json.Unmarshal([]byte(out), &ml); err != nil {
-		t.Fatal(err)
-	}
-	leaders := 0
-	for _, mh := range ml.Members {
-		if !mh.Healthy {
-			t.Errorf("member %s unhealthy: %s", mh.Name, mh.Error)
-		}
-		if mh.IsLeader {
-			leaders++
-		}
-	}
-	if len(ml.Members) != 3 || leaders != 1 {
-		t.Errorf("member list: %d members, %d leaders; want 3 and 1", len(ml.Members), leaders)
-	}
+	c.CheckHealthy(0)
 	var clusterIDs []string
 	for _, m := range c.Members {
 		clusterIDs = append(clusterIDs, statusJSON(t, "--config", m.configPath()).ClusterID)
