@@ -212,13 +212,19 @@ func (s *saver) run(ctx context.Context, cli *clientv3.Client, endpoint string) 
 		return Manifest{}, fmt.Errorf("create .part (remove a stale one if no save is running): %w", err)
 	}
 	s.part, s.partFile = part, f
-	// The plaintext copy is for bbolt only. It lives in Dir, not in /tmp,
-	// which is often a tmpfs: a DB there would take RAM.
-	tmp, err := os.CreateTemp(o.Dir, "."+o.Name+".plain-*")
-	if err != nil {
-		return Manifest{}, fmt.Errorf("create plaintext copy for verification: %w", err)
+	// A plain snapshot is its own plaintext: bbolt checks the .part itself,
+	// and the DB is written once, as etcdctl writes it. Otherwise bbolt
+	// needs a plaintext copy; it lives in Dir, not in /tmp, which is often
+	// a tmpfs: a DB there would take RAM.
+	plainForm := !o.Compress && len(o.Recipients) == 0
+	var tmp *os.File
+	if !plainForm {
+		tmp, err = os.CreateTemp(o.Dir, "."+o.Name+".plain-*")
+		if err != nil {
+			return Manifest{}, fmt.Errorf("create plaintext copy for verification: %w", err)
+		}
+		s.plain, s.plainFile = tmp.Name(), tmp
 	}
-	s.plain, s.plainFile = tmp.Name(), tmp
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -278,7 +284,10 @@ func (s *saver) run(ctx context.Context, cli *clientv3.Client, endpoint string) 
 		closers = append(closers, zw)
 		m.Compression = "zstd"
 	}
-	plainBuf := bufio.NewWriterSize(&stepWriter{w: tmp, step: "write plaintext copy"}, 1<<20)
+	var plainBuf *bufio.Writer
+	if tmp != nil {
+		plainBuf = bufio.NewWriterSize(&stepWriter{w: tmp, step: "write plaintext copy"}, 1<<20)
+	}
 
 	if m.MemberID == "" && status.Header != nil {
 		m.ClusterID = types.ID(status.Header.ClusterId).String()
@@ -296,7 +305,11 @@ func (s *saver) run(ctx context.Context, cli *clientv3.Client, endpoint string) 
 		src = &rateLimitedReader{ctx: ctx, r: src, rate: o.RateLimit, start: time.Now()}
 	}
 	tr := newTrailerReader(src)
-	if _, err := io.CopyBuffer(io.MultiWriter(plainBuf, w), tr, make([]byte, readBufSize)); err != nil {
+	dst := w
+	if plainBuf != nil {
+		dst = io.MultiWriter(plainBuf, w)
+	}
+	if _, err := io.CopyBuffer(dst, tr, make([]byte, readBufSize)); err != nil {
 		if errors.Is(err, ErrChecksum) || errors.Is(err, ErrNotSnapshot) {
 			return Manifest{}, fmt.Errorf("check sha256 trailer: %w", err)
 		}
@@ -327,21 +340,27 @@ func (s *saver) run(ctx context.Context, cli *clientv3.Client, endpoint string) 
 		return Manifest{}, fmt.Errorf("close .part: %w", err)
 	}
 	s.partFile = nil
-	if err := plainBuf.Flush(); err != nil {
-		return Manifest{}, fmt.Errorf("write plaintext copy: %w", err)
+	checked := s.part // bbolt reads past etcd's trailer as it reads past any tail
+	if plainBuf != nil {
+		if err := plainBuf.Flush(); err != nil {
+			return Manifest{}, fmt.Errorf("write plaintext copy: %w", err)
+		}
+		// No fsync: the copy is read back through the page cache and removed.
+		if err := tmp.Close(); err != nil {
+			return Manifest{}, fmt.Errorf("write plaintext copy: %w", err)
+		}
+		s.plainFile = nil
+		checked = s.plain
 	}
-	// No fsync: the copy is read back through the page cache and removed.
-	if err := tmp.Close(); err != nil {
-		return Manifest{}, fmt.Errorf("write plaintext copy: %w", err)
-	}
-	s.plainFile = nil
 
-	st, err := dbStatus(s.plain)
+	st, err := dbStatus(checked)
 	if err != nil {
 		return Manifest{}, fmt.Errorf("verify DB: %w", err)
 	}
-	os.Remove(s.plain)
-	s.plain = ""
+	if s.plain != "" {
+		os.Remove(s.plain)
+		s.plain = ""
+	}
 
 	// Link, not rename: rename would silently replace a snapshot of the
 	// same name that appeared while this one streamed.
