@@ -14,9 +14,9 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
 
+	"github.com/etcdvisor/etcdvisor/internal/config"
 	"github.com/etcdvisor/etcdvisor/internal/output"
 	"github.com/etcdvisor/etcdvisor/internal/progress"
-	"github.com/etcdvisor/etcdvisor/internal/config"
 	"github.com/etcdvisor/etcdvisor/internal/snapshot"
 )
 
