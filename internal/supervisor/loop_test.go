@@ -86,7 +86,9 @@ func TestAStalledSupervisorLoopStopsTheWatchdogPings(t *testing.T) {
 	// many watchdog intervals pass.
 	stall.Store(true)
 	<-stalled
-	time.Sleep(100 * time.Millisecond) // let a datagram already sent land
+	// Pings sent before the stall are in the socket already; give the
+	// reader a moment to count them.
+	time.Sleep(500 * time.Millisecond)
 	before := pings.Load()
 	time.Sleep(20 * s.notify.WatchdogInterval())
 	if after := pings.Load(); after != before {
