@@ -123,10 +123,8 @@ func run(o options) error {
 	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
 
-	for _, b := range []struct{ flag, path string }{{"-etcd", o.etcd}, {"-etcdvisor", o.etcdvisor}, {"-benchmark", o.benchmark}} {
-		if st, err := os.Stat(b.path); err != nil || st.IsDir() {
-			return fmt.Errorf("%s %s: not an executable file (see go run ./bench -h for how to build it): %v", b.flag, b.path, err)
-		}
+	if err := checkExecutables(map[string]string{"-etcd": o.etcd, "-etcdvisor": o.etcdvisor, "-benchmark": o.benchmark}); err != nil {
+		return err
 	}
 	versions, err := checkVersions(ctx, o)
 	if err != nil {
@@ -858,4 +856,15 @@ func joinMS(xs []float64) string {
 
 func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+}
+
+// checkExecutables fails early, naming the flag, when a tool the run needs
+// is missing, rather than minutes in.
+func checkExecutables(byFlag map[string]string) error {
+	for flag, path := range byFlag {
+		if st, err := os.Stat(path); err != nil || st.IsDir() {
+			return fmt.Errorf("%s %s: not an executable file (see go run ./bench -h for how to build it): %v", flag, path, err)
+		}
+	}
+	return nil
 }

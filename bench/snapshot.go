@@ -68,10 +68,8 @@ func runSnapshot(o options) error {
 	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
 
-	for _, b := range []struct{ flag, path string }{{"-etcd", o.etcd}, {"-etcdvisor", o.etcdvisor}, {"-etcdctl", o.etcdctl}, {"-etcdutl", o.etcdutl}} {
-		if st, err := os.Stat(b.path); err != nil || st.IsDir() {
-			return fmt.Errorf("%s %s: not an executable file (see go run ./bench -h for how to build it): %v", b.flag, b.path, err)
-		}
+	if err := checkExecutables(map[string]string{"-etcd": o.etcd, "-etcdvisor": o.etcdvisor, "-etcdctl": o.etcdctl, "-etcdutl": o.etcdutl}); err != nil {
+		return err
 	}
 	versions, err := checkVersions(ctx, o)
 	if err != nil {
