@@ -57,6 +57,7 @@ See how it is doing:                    etcdvisor status`,
 		newConfigCommand(),
 		newPKICommand(),
 		newSnapshotCommand(),
+		newCheckCommand(),
 		newVersionCommand(),
 	)
 	return root
