@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -242,9 +243,15 @@ func (s *saver) run(ctx context.Context, cli *clientv3.Client, endpoint string) 
 	defer resp.Snapshot.Close()
 
 	// The file writers: part <- buffer <- size and sha256 <- age <- zstd.
-	fileSum := sha256.New()
-	fileBuf := bufio.NewWriterSize(&stepWriter{w: f, step: "write .part"}, 1<<20)
-	counted := &countWriter{w: io.MultiWriter(fileBuf, fileSum)}
+	// A plain file is the stream itself: its sha256 continues the trailer
+	// check's hash rather than hashing the same bytes twice.
+	fileBuf := bufio.NewWriterSize(&stepWriter{w: &writebackFile{f: f}, step: "write .part"}, 1<<20)
+	var fileSum hash.Hash
+	counted := &countWriter{w: fileBuf}
+	if !plainForm {
+		fileSum = sha256.New()
+		counted.w = io.MultiWriter(fileBuf, fileSum)
+	}
 	var w io.Writer = counted
 	var closers []io.Closer // innermost first
 	defer func() {
@@ -304,7 +311,9 @@ func (s *saver) run(ctx context.Context, cli *clientv3.Client, endpoint string) 
 	if o.RateLimit > 0 {
 		src = &rateLimitedReader{ctx: ctx, r: src, rate: o.RateLimit, start: time.Now()}
 	}
-	tr := newTrailerReader(src)
+	pf := newPrefetchReader(ctx, src)
+	defer pf.Close()
+	tr := newTrailerReader(pf)
 	dst := w
 	if plainBuf != nil {
 		dst = io.MultiWriter(plainBuf, w)
@@ -333,27 +342,35 @@ func (s *saver) run(ctx context.Context, cli *clientv3.Client, endpoint string) 
 	if err := fileBuf.Flush(); err != nil {
 		return Manifest{}, fmt.Errorf("write .part: %w", err)
 	}
-	if err := f.Sync(); err != nil {
+	// The fsync waits on the disk and the bbolt check on the CPU: run them
+	// side by side. The check reads the same pages either way.
+	synced := make(chan error, 1)
+	go func() { synced <- f.Sync() }()
+	checked := s.part // bbolt reads past etcd's trailer as it reads past any tail
+	var copyErr error
+	if plainBuf != nil {
+		copyErr = plainBuf.Flush()
+		if copyErr == nil {
+			// No fsync: the copy is read back through the page cache and removed.
+			copyErr = tmp.Close()
+			s.plainFile = nil
+		}
+		checked = s.plain
+	}
+	var st Status
+	if copyErr == nil {
+		st, err = dbStatus(checked)
+	}
+	if err := <-synced; err != nil {
 		return Manifest{}, fmt.Errorf("fsync .part: %w", err)
 	}
 	if err := f.Close(); err != nil {
 		return Manifest{}, fmt.Errorf("close .part: %w", err)
 	}
 	s.partFile = nil
-	checked := s.part // bbolt reads past etcd's trailer as it reads past any tail
-	if plainBuf != nil {
-		if err := plainBuf.Flush(); err != nil {
-			return Manifest{}, fmt.Errorf("write plaintext copy: %w", err)
-		}
-		// No fsync: the copy is read back through the page cache and removed.
-		if err := tmp.Close(); err != nil {
-			return Manifest{}, fmt.Errorf("write plaintext copy: %w", err)
-		}
-		s.plainFile = nil
-		checked = s.plain
+	if copyErr != nil {
+		return Manifest{}, fmt.Errorf("write plaintext copy: %w", copyErr)
 	}
-
-	st, err := dbStatus(checked)
 	if err != nil {
 		return Manifest{}, fmt.Errorf("verify DB: %w", err)
 	}
@@ -374,6 +391,10 @@ func (s *saver) run(ctx context.Context, cli *clientv3.Client, endpoint string) 
 		return Manifest{}, fmt.Errorf("fsync dir: %w", err)
 	}
 
+	if fileSum == nil {
+		tr.h.Write(tr.trailer)
+		fileSum = tr.h
+	}
 	m.SHA256 = hex.EncodeToString(fileSum.Sum(nil))
 	m.Size = counted.n
 	m.DBSize = tr.n

@@ -5,12 +5,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/crc32"
 	"io"
 	"os"
 	"time"
 
 	"filippo.io/age"
+	"github.com/coreos/go-semver/semver"
 	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/server/v3/storage/mvcc"
@@ -35,8 +37,8 @@ type Status struct {
 
 // Verify fully checks a snapshot file: it decrypts and decompresses it,
 // checks etcd's sha256 trailer (a DB without one is refused with
-// ErrNoChecksum), opens the DB with bbolt, runs bbolt's consistency check
-// and reads the Status. bbolt needs a file, so the plaintext is written to a
+// ErrNoChecksum), opens the DB with bbolt, checks it both with walkBolt and
+// with bbolt's own consistency check, and reads the Status. bbolt needs a file, so the plaintext is written to a
 // temporary file (mode 0600) in tmpDir and removed before Verify returns.
 func Verify(path string, identities []age.Identity, tmpDir string) (Status, error) {
 	r, err := open(path, identities)
@@ -69,33 +71,107 @@ func Verify(path string, identities []age.Identity, tmpDir string) (Status, erro
 	if err != nil {
 		return Status{}, fmt.Errorf("verify %s: %w", path, err)
 	}
+	if err := boltCheck(tmp.Name()); err != nil {
+		return Status{}, fmt.Errorf("verify %s: %w", path, err)
+	}
 	return st, nil
 }
 
-// dbStatus opens a plaintext bbolt DB read-only, runs bbolt's consistency
-// check and computes the figures exactly as etcdutl snapshot status does:
+// dbStatus opens a plaintext bbolt DB read-only with bbolt (its meta pages
+// must pass bbolt's checks), then checks its structure with walkBolt and
+// computes the figures exactly as etcdutl snapshot status does:
 //   - Hash: crc32 (Castagnoli) over, for each top-level bucket in order, its
 //     name and then each key and value in order;
 //   - Revision: the main revision of the last key of the "key" bucket, whose
 //     keys are revisions in order;
 //   - TotalKeys: the keys alive at that revision: a revision adds its key, a
 //     tombstone revision removes it;
-//   - TotalSize: the size bbolt reports for the DB.
-func dbStatus(path string) (st Status, err error) {
+//   - TotalSize: the size bbolt reports for the DB (high-water mark times
+//     page size).
+func dbStatus(path string) (Status, error) {
 	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
-		return st, fmt.Errorf("open DB with bbolt: %w", err)
+		return Status{}, fmt.Errorf("open DB with bbolt: %w", err)
+	}
+	if err := db.Close(); err != nil {
+		return Status{}, fmt.Errorf("close DB: %w", err)
+	}
+	v := &statusVisitor{h: crc32.New(crc32.MakeTable(crc32.Castagnoli)), live: make(map[string]struct{})}
+	meta, err := walkBolt(path, v)
+	if err != nil {
+		return Status{}, fmt.Errorf("check DB: %w", err)
+	}
+	return Status{
+		Hash:      v.h.Sum32(),
+		Revision:  v.revision,
+		TotalKeys: len(v.live),
+		TotalSize: int64(meta.hwm) * int64(meta.pageSize),
+		Version:   v.version,
+	}, nil
+}
+
+// statusVisitor computes etcdutl's figures as the walk passes.
+type statusVisitor struct {
+	h        hash.Hash32
+	live     map[string]struct{}
+	revision int64
+	version  string
+
+	inKey, inMeta bool // which bucket the walk is in
+}
+
+func (s *statusVisitor) bucket(name []byte) error {
+	s.h.Write(name)
+	s.inKey = bytes.Equal(name, schema.Key.Name())
+	s.inMeta = bytes.Equal(name, schema.Meta.Name())
+	return nil
+}
+
+func (s *statusVisitor) kv(k, v []byte) error {
+	s.h.Write(k)
+	s.h.Write(v)
+	if s.inMeta && bytes.Equal(k, schema.MetaStorageVersionName) {
+		// As schema.ReadStorageVersionFromSnapshot: no valid version, none.
+		if sv, err := semver.NewVersion(string(v)); err == nil {
+			s.version = sv.String()
+		}
+	}
+	if !s.inKey {
+		return nil
+	}
+	if len(k) != revBytesLen && len(k) != revBytesLen+1 {
+		return fmt.Errorf("key bucket: key %x is not a revision", k)
+	}
+	s.revision = mvcc.BytesToRev(k).Main
+	var kv mvccpb.KeyValue
+	if err := proto.Unmarshal(v, &kv); err != nil {
+		return fmt.Errorf("key bucket: revision %x: unmarshal value: %w", k, err)
+	}
+	if mvcc.IsTombstone(k) {
+		delete(s.live, string(kv.Key))
+	} else {
+		s.live[string(kv.Key)] = struct{}{}
+	}
+	return nil
+}
+
+// boltCheck runs bbolt's own consistency check, which walks the DB through
+// its mmap: thorough, but its resident set grows to the DB's size (see
+// walkBolt), so only `snapshot verify` runs it, beside walkBolt.
+func boltCheck(path string) (err error) {
+	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return fmt.Errorf("open DB with bbolt: %w", err)
 	}
 	defer db.Close()
 	// bbolt panics on some corruptions it meets while walking; this turns
 	// them into the error they are.
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("read DB: bbolt: %v", p)
+			err = fmt.Errorf("bbolt check: %v", p)
 		}
 	}()
-
-	err = db.View(func(tx *bolt.Tx) error {
+	return db.View(func(tx *bolt.Tx) error {
 		var problems []error
 		for e := range tx.Check() {
 			problems = append(problems, e)
@@ -103,52 +179,6 @@ func dbStatus(path string) (st Status, err error) {
 		if len(problems) > 0 {
 			return fmt.Errorf("bbolt consistency check found %d problems: %w", len(problems), errors.Join(problems...))
 		}
-		st.TotalSize = tx.Size()
-		if v := schema.ReadStorageVersionFromSnapshot(tx); v != nil {
-			st.Version = v.String()
-		}
-
-		h := crc32.New(crc32.MakeTable(crc32.Castagnoli))
-		live := make(map[string]struct{})
-		c := tx.Cursor()
-		for name, _ := c.First(); name != nil; name, _ = c.Next() {
-			b := tx.Bucket(name)
-			if b == nil {
-				return fmt.Errorf("top-level key %q is not a bucket", name)
-			}
-			h.Write(name)
-			isKey := bytes.Equal(name, schema.Key.Name())
-			err := b.ForEach(func(k, v []byte) error {
-				h.Write(k)
-				h.Write(v)
-				if !isKey {
-					return nil
-				}
-				if len(k) != revBytesLen && len(k) != revBytesLen+1 {
-					return fmt.Errorf("key bucket: key %x is not a revision", k)
-				}
-				st.Revision = mvcc.BytesToRev(k).Main
-				var kv mvccpb.KeyValue
-				if err := proto.Unmarshal(v, &kv); err != nil {
-					return fmt.Errorf("key bucket: revision %x: unmarshal value: %w", k, err)
-				}
-				if mvcc.IsTombstone(k) {
-					delete(live, string(kv.Key))
-				} else {
-					live[string(kv.Key)] = struct{}{}
-				}
-				return nil
-			})
-			if err != nil {
-				return fmt.Errorf("read bucket %q: %w", name, err)
-			}
-		}
-		st.TotalKeys = len(live)
-		st.Hash = h.Sum32()
 		return nil
 	})
-	if err != nil {
-		return Status{}, err
-	}
-	return st, nil
 }
