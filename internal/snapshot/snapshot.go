@@ -186,9 +186,13 @@ type saver struct {
 	plain     string // the plaintext tee, always removed
 	partFile  *os.File
 	plainFile *os.File
+	plainCopy *asyncWriter // writes plainFile; closed before it
 }
 
 func (s *saver) cleanup() {
+	if s.plainCopy != nil {
+		s.plainCopy.Close()
+	}
 	for _, f := range []*os.File{s.partFile, s.plainFile} {
 		if f != nil {
 			f.Close()
@@ -277,12 +281,14 @@ func (s *saver) run(ctx context.Context, cli *clientv3.Client, endpoint string) 
 		}
 	}
 	if o.Compress {
-		// A bounded window and at most two goroutines keep memory at a few
-		// tens of MiB whatever the DB size.
+		// A 1 MiB window and one goroutine keep the encoder to a few MiB
+		// whatever the DB size. The window costs nothing in ratio here
+		// (0.487 vs 0.486 with 8 MiB on the bench's data), and a large
+		// window with WithLowerEncoderMem moves the whole window on every
+		// block: 4.5x slower.
 		zw, err := zstd.NewWriter(w,
-			zstd.WithWindowSize(8<<20),
+			zstd.WithWindowSize(1<<20),
 			zstd.WithEncoderConcurrency(1),
-			zstd.WithLowerEncoderMem(true),
 			zstd.WithEncoderLevel(zstd.SpeedDefault))
 		if err != nil {
 			return Manifest{}, fmt.Errorf("start zstd encoder: %w", err)
@@ -291,9 +297,10 @@ func (s *saver) run(ctx context.Context, cli *clientv3.Client, endpoint string) 
 		closers = append(closers, zw)
 		m.Compression = "zstd"
 	}
-	var plainBuf *bufio.Writer
+	var plainCopy *asyncWriter
 	if tmp != nil {
-		plainBuf = bufio.NewWriterSize(&stepWriter{w: tmp, step: "write plaintext copy"}, 1<<20)
+		plainCopy = newAsyncWriter(&stepWriter{w: tmp, step: "write plaintext copy"})
+		s.plainCopy = plainCopy
 	}
 
 	if m.MemberID == "" && status.Header != nil {
@@ -315,8 +322,8 @@ func (s *saver) run(ctx context.Context, cli *clientv3.Client, endpoint string) 
 	defer pf.Close()
 	tr := newTrailerReader(pf)
 	dst := w
-	if plainBuf != nil {
-		dst = io.MultiWriter(plainBuf, w)
+	if plainCopy != nil {
+		dst = io.MultiWriter(plainCopy, w)
 	}
 	if _, err := io.CopyBuffer(dst, tr, make([]byte, readBufSize)); err != nil {
 		if errors.Is(err, ErrChecksum) || errors.Is(err, ErrNotSnapshot) {
@@ -348,8 +355,9 @@ func (s *saver) run(ctx context.Context, cli *clientv3.Client, endpoint string) 
 	go func() { synced <- f.Sync() }()
 	checked := s.part // bbolt reads past etcd's trailer as it reads past any tail
 	var copyErr error
-	if plainBuf != nil {
-		copyErr = plainBuf.Flush()
+	if plainCopy != nil {
+		copyErr = plainCopy.Close()
+		s.plainCopy = nil
 		if copyErr == nil {
 			// No fsync: the copy is read back through the page cache and removed.
 			copyErr = tmp.Close()
