@@ -32,6 +32,7 @@ type Config struct {
 	Metrics   Metrics   `yaml:"metrics"`
 	Endpoints Endpoints `yaml:"endpoints"`
 	Snapshot  Snapshot  `yaml:"snapshot"`
+	Health    Health    `yaml:"health"`
 	Etcd      Etcd      `yaml:"etcd"`
 
 	// src remembers where each value came from, for error messages.
@@ -109,6 +110,44 @@ type Hooks struct {
 	Before  Command  `yaml:"before"`
 	After   Command  `yaml:"after"`
 	Timeout Duration `yaml:"timeout"`
+}
+
+// Health configures the starvation watch: what it samples, when it calls
+// this member degraded or critical, and what it does about a critical one.
+// A zero threshold is derived from etcd's heartbeat interval and election
+// timeout (see Thresholds in internal/health).
+type Health struct {
+	// Interval is how often the watch judges the samples.
+	Interval Duration `yaml:"interval"`
+	// ProbeInterval is how often the fsync probe writes and syncs.
+	ProbeInterval Duration `yaml:"probe-interval"`
+	// Window is how far back latency quantiles look.
+	Window Duration `yaml:"window"`
+	// RecoverAfter is how long a better state must hold before the watch
+	// reports it, so the state does not flap.
+	RecoverAfter Duration `yaml:"recover-after"`
+
+	FsyncDegraded         Duration `yaml:"fsync-degraded"`
+	FsyncCritical         Duration `yaml:"fsync-critical"`
+	BackendCommitDegraded Duration `yaml:"backend-commit-degraded"`
+	BackendCommitCritical Duration `yaml:"backend-commit-critical"`
+	PeerRTTDegraded       Duration `yaml:"peer-rtt-degraded"`
+	PeerRTTCritical       Duration `yaml:"peer-rtt-critical"`
+	// StallAfter: an fsync (probe or etcd's WAL) outstanding this long
+	// means the disk is stalled.
+	StallAfter Duration `yaml:"stall-after"`
+	// StallExitAfter: stalled this long, etcdvisor exits non-zero so
+	// systemd restarts it. 0 derives it; a negative value never exits.
+	StallExitAfter Duration `yaml:"stall-exit-after"`
+
+	// LeaderMove moves leadership off this member while it leads and is
+	// critical.
+	LeaderMove bool `yaml:"leader-move"`
+	// LeaderMoveInterval is the least time between two moves.
+	LeaderMoveInterval Duration `yaml:"leader-move-interval"`
+	// Fence refuses client requests with a retryable error while this
+	// member is critical, so clients move to healthy members.
+	Fence bool `yaml:"fence"`
 }
 
 // SnapshotDir is where snapshots live: snapshot.dir, or data-dir/snapshots.
@@ -207,6 +246,17 @@ func DefaultWithDataDir(dataDir string) *Config {
 			Timeout:   Duration(30 * time.Minute),
 			Retention: Retention{Keep: 24},
 			Hooks:     Hooks{Timeout: Duration(5 * time.Minute)},
+		},
+		Health: Health{
+			Interval:              Duration(time.Second),
+			ProbeInterval:         Duration(100 * time.Millisecond),
+			Window:                Duration(5 * time.Second),
+			RecoverAfter:          Duration(10 * time.Second),
+			FsyncDegraded:         Duration(10 * time.Millisecond),
+			BackendCommitDegraded: Duration(25 * time.Millisecond),
+			LeaderMove:            true,
+			LeaderMoveInterval:    Duration(time.Minute),
+			Fence:                 true,
 		},
 		Etcd: Etcd{
 			Name:                     "default",

@@ -70,6 +70,38 @@ snapshot:
     after: {{list .Snapshot.Hooks.After}}
     timeout: {{.Snapshot.Hooks.Timeout}}
 
+health:
+  # The starvation watch samples the disk (its own fsync probe and etcd's WAL
+  # and backend latencies), IO/CPU/memory pressure and the round trip to each
+  # peer, and calls this member ok, degraded or critical. Thresholds left at
+  # 0 follow etcd's timers: fsync-critical is half the heartbeat interval,
+  # backend-commit-critical and peer-rtt-critical the heartbeat interval,
+  # peer-rtt-degraded half of it, stall-after the election timeout and
+  # stall-exit-after ten election timeouts.
+  interval: {{.Health.Interval}}
+  probe-interval: {{.Health.ProbeInterval}}
+  window: {{.Health.Window}}
+  # A better state must hold this long before it is reported.
+  recover-after: {{.Health.RecoverAfter}}
+  fsync-degraded: {{.Health.FsyncDegraded}}
+  fsync-critical: {{.Health.FsyncCritical}}
+  backend-commit-degraded: {{.Health.BackendCommitDegraded}}
+  backend-commit-critical: {{.Health.BackendCommitCritical}}
+  peer-rtt-degraded: {{.Health.PeerRTTDegraded}}
+  peer-rtt-critical: {{.Health.PeerRTTCritical}}
+  stall-after: {{.Health.StallAfter}}
+  # Stalled this long, etcdvisor exits non-zero so systemd restarts it.
+  # Negative: never.
+  stall-exit-after: {{.Health.StallExitAfter}}
+  # While this member leads and is critical, hand leadership to a healthy,
+  # caught-up voter, at most once per leader-move-interval.
+  leader-move: {{.Health.LeaderMove}}
+  leader-move-interval: {{.Health.LeaderMoveInterval}}
+  # While critical, refuse client requests with a retryable "unavailable",
+  # so clients move to healthy members; never when that would leave fewer
+  # serving voters than a quorum.
+  fence: {{.Health.Fence}}
+
 etcd:
   # This member's name; unique in the cluster and listed in initial-cluster.
   name: {{.Etcd.Name}}

@@ -41,6 +41,7 @@ func (c *Config) Validate() error {
 	}
 
 	v.snapshot()
+	v.health()
 
 	switch {
 	case e.Name == "":
@@ -368,5 +369,52 @@ func (v *validator) snapshot() {
 	}
 	if sn.Hooks.Timeout <= 0 {
 		v.fail("snapshot.hooks.timeout", sn.Hooks.Timeout.String(), "must be positive")
+	}
+}
+
+func (v *validator) health() {
+	h := &v.c.Health
+	type setting struct {
+		path string
+		d    Duration
+	}
+	for _, x := range []setting{
+		{"health.interval", h.Interval},
+		{"health.probe-interval", h.ProbeInterval},
+		{"health.window", h.Window},
+		{"health.leader-move-interval", h.LeaderMoveInterval},
+	} {
+		if x.d <= 0 {
+			v.fail(x.path, x.d.String(), "must be positive")
+		}
+	}
+	for _, x := range []setting{
+		{"health.recover-after", h.RecoverAfter},
+		{"health.fsync-degraded", h.FsyncDegraded},
+		{"health.fsync-critical", h.FsyncCritical},
+		{"health.backend-commit-degraded", h.BackendCommitDegraded},
+		{"health.backend-commit-critical", h.BackendCommitCritical},
+		{"health.peer-rtt-degraded", h.PeerRTTDegraded},
+		{"health.peer-rtt-critical", h.PeerRTTCritical},
+		{"health.stall-after", h.StallAfter},
+	} {
+		if x.d < 0 {
+			v.fail(x.path, x.d.String(), "must not be negative (0 derives it from etcd's timers)")
+		}
+	}
+	if h.Window > 0 && h.Interval > h.Window {
+		v.fail("health.window", h.Window.String(), fmt.Sprintf("must be at least health.interval (%s): each judgement looks back over it", h.Interval))
+	}
+	for _, x := range []struct {
+		name               string
+		degraded, critical Duration
+	}{
+		{"fsync", h.FsyncDegraded, h.FsyncCritical},
+		{"backend-commit", h.BackendCommitDegraded, h.BackendCommitCritical},
+		{"peer-rtt", h.PeerRTTDegraded, h.PeerRTTCritical},
+	} {
+		if x.degraded > 0 && x.critical > 0 && x.critical < x.degraded {
+			v.fail("health."+x.name+"-critical", x.critical.String(), fmt.Sprintf("must not be below health.%s-degraded (%s)", x.name, x.degraded))
+		}
 	}
 }
