@@ -52,6 +52,7 @@ See how it is doing:                    etcdvisor status`,
 	root.AddCommand(
 		newRunCommand(),
 		newStatusCommand(),
+		newHealthCommand(),
 		newEtcdServersCommand(),
 		newMemberCommand(),
 		newConfigCommand(),

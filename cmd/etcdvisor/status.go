@@ -8,6 +8,7 @@ import (
 
 	"github.com/etcdvisor/etcdvisor/internal/api"
 	"github.com/etcdvisor/etcdvisor/internal/endpoints"
+	"github.com/etcdvisor/etcdvisor/internal/health"
 	"github.com/etcdvisor/etcdvisor/internal/output"
 )
 
@@ -32,6 +33,36 @@ func newStatusCommand() *cobra.Command {
 				return err
 			}
 			return output.Status(cmd.OutOrStdout(), format, st)
+		},
+	}
+	o.bind(cmd)
+	cmd.Flags().StringVarP(&format, "write-out", "w", output.Table, "output format: table or json")
+	return cmd
+}
+
+func newHealthCommand() *cobra.Command {
+	var (
+		o      clientOptions
+		format string
+	)
+	cmd := &cobra.Command{
+		Use:   "health",
+		Short: "Show the starvation watch's verdict on the local member: ok, degraded or critical, with reasons and figures",
+		Long: `Show the starvation watch's verdict on the local member: ok, degraded or
+critical, why, and the figures it rests on (fsync probe, etcd's WAL fsync
+and backend commit latency, IO/CPU/memory pressure, disk, network, round
+trip to each peer). -w json prints a document with a top-level "state"
+and "reasons" list, kept stable for scripts. Exits 0 whatever the state.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := output.CheckFormat(format); err != nil {
+				return usageError{err}
+			}
+			var r health.Report
+			if err := o.get("/v1/health", &r); err != nil {
+				return err
+			}
+			return output.Health(cmd.OutOrStdout(), format, r)
 		},
 	}
 	o.bind(cmd)

@@ -2,7 +2,11 @@
 // shared by the daemon that serves them and the CLI that reads them.
 package api
 
-import "time"
+import (
+	"time"
+
+	"github.com/etcdvisor/etcdvisor/internal/health"
+)
 
 // Phases of the daemon, in the order it passes through them.
 const (
@@ -44,6 +48,8 @@ type Status struct {
 	LastSnapshot *SnapshotSummary `json:"lastSnapshot,omitempty"`
 	// LastSnapshotError is why the last attempt failed, if it did.
 	LastSnapshotError string `json:"lastSnapshotError,omitempty"`
+	// Health is the starvation watch's latest report, once it has one.
+	Health *health.Report `json:"health,omitempty"`
 }
 
 // SnapshotSummary names a snapshot in status.

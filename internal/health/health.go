@@ -37,6 +37,17 @@ func (s State) String() string {
 // "critical".
 func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// UnmarshalText reads what MarshalText writes.
+func (s *State) UnmarshalText(b []byte) error {
+	for _, st := range []State{OK, Degraded, Critical} {
+		if string(b) == st.String() {
+			*s = st
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown health state %q", b)
+}
+
 // Thresholds are the budgets. Each pair is (degraded, critical).
 type Thresholds struct {
 	FsyncDegraded, FsyncCritical                 time.Duration
@@ -127,6 +138,8 @@ type Reason struct {
 	Signal string `json:"signal"`
 	State  State  `json:"state"`
 	Text   string `json:"text"`
+	// Stalled: an fsync has not returned for stall-after; the disk hangs.
+	Stalled bool `json:"stalled,omitempty"`
 }
 
 // Evaluate judges one moment's inputs; the worst reason sets the state.
@@ -145,6 +158,7 @@ func Evaluate(in Inputs, t Thresholds) (State, []Reason) {
 		if l.InFlight >= t.StallAfter {
 			add(signal, Critical, "%s stalled: one has not returned for %s (stall-after %s: election-timeout %s)",
 				what, short(l.InFlight), short(t.StallAfter), short(t.Election))
+			rs[len(rs)-1].Stalled = true
 			return
 		}
 		worst := max(l.P99, l.InFlight)
@@ -250,6 +264,9 @@ type Judge struct {
 // Update takes one moment's raw verdict and returns the reported state and
 // whether it changed.
 func (j *Judge) Update(now time.Time, raw State) (State, bool) {
+	if j.since.IsZero() {
+		j.since = now // the first judgement starts the first state
+	}
 	switch {
 	case raw > j.state:
 		j.state, j.since, j.betterFrom = raw, now, time.Time{}

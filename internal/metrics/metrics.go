@@ -27,6 +27,7 @@ type Metrics struct {
 	certExpiry  *prometheus.GaugeVec
 	// Snapshot holds the snapshot metrics.
 	Snapshot *Snapshot
+	Health   *Health
 }
 
 // Phases that etcdvisor_phase reports, one series each.
@@ -76,6 +77,7 @@ func New(version, etcdVersion, goVersion string, start time.Time) *Metrics {
 	startTime.Set(float64(start.UnixNano()) / 1e9)
 	reg.MustRegister(buildInfo, startTime, m.memberReady, m.phase, m.members, m.isLeader, m.hasLeader, m.certExpiry)
 	m.Snapshot = newSnapshot(reg)
+	m.Health = newHealth(reg)
 	m.SetPhase("starting")
 	return m
 }

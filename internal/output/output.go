@@ -71,6 +71,12 @@ func Status(w io.Writer, f string, st api.Status) error {
 	if st.LastSnapshotError != "" {
 		row("SNAPSHOT ERROR", st.LastSnapshotError)
 	}
+	if h := st.Health; h != nil {
+		row("HEALTH", fmt.Sprintf("%s (since %s ago)", h.State, time.Since(h.Since).Truncate(time.Second)))
+		for _, r := range h.Reasons {
+			row("HEALTH REASON", r.Text)
+		}
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

@@ -34,7 +34,7 @@ func (s *Supervisor) members(ctx context.Context) (api.MemberList, error) {
 	out := api.MemberList{Members: make([]api.MemberHealth, len(st.Members))}
 	var wg sync.WaitGroup
 	for i, m := range st.Members {
-		wg.Go(func() { out.Members[i] = probe(ctx, s.lg, tlsCfg, m) })
+		wg.Go(func() { out.Members[i] = probeMember(ctx, s.lg, tlsCfg, m) })
 	}
 	wg.Wait()
 	return out, nil
@@ -56,7 +56,7 @@ func (s *Supervisor) clientTLS() (*tls.Config, error) {
 	return cfg, nil
 }
 
-func probe(ctx context.Context, lg *zap.Logger, tlsCfg *tls.Config, m api.Member) api.MemberHealth {
+func probeMember(ctx context.Context, lg *zap.Logger, tlsCfg *tls.Config, m api.Member) api.MemberHealth {
 	h := api.MemberHealth{Member: m}
 	if len(m.ClientURLs) == 0 {
 		h.Error = "no client URL yet (a member added but not started)"

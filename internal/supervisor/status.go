@@ -33,6 +33,11 @@ func (s *Supervisor) status(ctx context.Context) api.Status {
 		st.LastSnapshotError = s.snaps.lastErr
 		s.snaps.mu.Unlock()
 	}
+	if s.watch != nil {
+		if r := s.watch.report(); !r.At.IsZero() {
+			st.Health = &r
+		}
+	}
 	if st.Phase == api.PhaseStarting {
 		st.Error = "the etcd member is not serving yet"
 		return st
@@ -103,6 +108,9 @@ func statusLine(st api.Status) string {
 	}
 	if len(st.Errors) > 0 {
 		parts = append(parts, "errors: "+strings.Join(st.Errors, "; "))
+	}
+	if st.Health != nil {
+		parts = append(parts, healthLine(*st.Health))
 	}
 	return strings.Join(parts, ", ")
 }

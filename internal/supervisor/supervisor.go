@@ -25,6 +25,7 @@ import (
 	"github.com/etcdvisor/etcdvisor/internal/control"
 	"github.com/etcdvisor/etcdvisor/internal/endpoints"
 	"github.com/etcdvisor/etcdvisor/internal/etcdrun"
+	"github.com/etcdvisor/etcdvisor/internal/health"
 	"github.com/etcdvisor/etcdvisor/internal/metrics"
 	"github.com/etcdvisor/etcdvisor/internal/notify"
 	"github.com/etcdvisor/etcdvisor/internal/snapshot"
@@ -45,6 +46,7 @@ type Supervisor struct {
 	lg      *zap.Logger
 	member  etcdrun.Member
 	snaps   *snapshotter
+	watch   *watch
 	metrics *metrics.Metrics
 	notify  *notify.Notifier
 	started time.Time
@@ -56,6 +58,7 @@ type Supervisor struct {
 	mu     sync.Mutex
 	phase  string
 	warned map[string]bool
+	lastSt api.Status // the loop's latest status, for readers that must not block
 }
 
 // Run runs the daemon until ctx ends, SIGINT or SIGTERM arrives (nil), or
@@ -97,6 +100,9 @@ func Run(ctx context.Context, cfg *config.Config, lg *zap.Logger) error {
 	}
 	defer lock.release()
 	if s.snaps, err = newSnapshotter(s); err != nil {
+		return err
+	}
+	if s.watch, err = newWatch(s); err != nil {
 		return err
 	}
 
@@ -154,8 +160,13 @@ func Run(ctx context.Context, cfg *config.Config, lg *zap.Logger) error {
 			case <-stopped:
 				return nil
 			}
-		}, func(error) {
-			sctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+		}, func(err error) {
+			timeout := stopTimeout
+			if errors.Is(err, errStalled) {
+				// A graceful stop waits on the hung disk; do not wait long.
+				timeout = 2 * cfg.Etcd.ElectionTimeout.D()
+			}
+			sctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
 			if err := s.member.Stop(sctx); err != nil && !errors.Is(err, etcdrun.ErrStopped) {
 				lg.Warn("etcd member did not stop cleanly", zap.Error(err))
@@ -171,6 +182,16 @@ func Run(ctx context.Context, cfg *config.Config, lg *zap.Logger) error {
 		sctx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error {
 			return s.snaps.run(sctx, s.member.Ready())
+		}, func(error) {
+			cancel()
+		})
+	}
+	// The starvation watch: samples, judges, moves leadership off a
+	// critical leader; a stalled disk ends the group with an error.
+	{
+		wctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error {
+			return s.watch.run(wctx, s.member.Ready())
 		}, func(error) {
 			cancel()
 		})
@@ -257,8 +278,13 @@ func (s *Supervisor) loop(ctx context.Context, ready <-chan struct{}) error {
 	}
 }
 
-// observe turns a fresh status into metrics and the endpoints file.
+// observe turns a fresh status into metrics, the endpoints file and the
+// peer list of the watch.
 func (s *Supervisor) observe(st api.Status) {
+	s.mu.Lock()
+	s.lastSt = st
+	s.mu.Unlock()
+	s.watch.setPeers(st)
 	s.metrics.SetMemberReady(st.Error == "")
 	if st.Error != "" {
 		return
@@ -314,10 +340,26 @@ func (s *Supervisor) getPhase() string {
 	return s.phase
 }
 
-// ready answers /readyz: the member must serve a linearizable read now.
+// lastStatus is the supervisor loop's latest status of the member.
+func (s *Supervisor) lastStatus() api.Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastSt
+}
+
+// ready answers /readyz: the member must not be critical and must serve a
+// linearizable read now. A critical member answers 503 so a load balancer
+// in front of the cluster sends clients elsewhere.
 func (s *Supervisor) ready(ctx context.Context) error {
 	if p := s.getPhase(); p != api.PhaseReady {
 		return fmt.Errorf("etcdvisor is %s", p)
+	}
+	if r := s.watch.report(); r.State == health.Critical {
+		why := "critical"
+		if len(r.Reasons) > 0 {
+			why = r.Reasons[0].Text
+		}
+		return fmt.Errorf("member is critical: %s", why)
 	}
 	if _, err := s.member.Client().Get(ctx, "health"); err != nil {
 		return fmt.Errorf("linearizable read failed: %w", err)
@@ -351,6 +393,14 @@ func (s *Supervisor) controlServer() (*control.Server, net.Listener, error) {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
 		control.WriteJSON(w, http.StatusOK, s.status(ctx))
+	})
+	srv.Handle("GET", "/v1/health", func(w http.ResponseWriter, r *http.Request) {
+		rep := s.watch.report()
+		if rep.At.IsZero() {
+			control.WriteError(w, http.StatusServiceUnavailable, "the starvation watch has no report yet (it starts once the member serves)")
+			return
+		}
+		control.WriteJSON(w, http.StatusOK, rep)
 	})
 	srv.Handle("POST", "/v1/snapshots", func(w http.ResponseWriter, r *http.Request) {
 		if s.getPhase() != api.PhaseReady {

@@ -1,0 +1,225 @@
+package supervisor
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	"go.uber.org/zap"
+
+	"github.com/etcdvisor/etcdvisor/internal/api"
+	"github.com/etcdvisor/etcdvisor/internal/health"
+	"github.com/etcdvisor/etcdvisor/internal/health/etcdstats"
+	"github.com/etcdvisor/etcdvisor/internal/health/host"
+	"github.com/etcdvisor/etcdvisor/internal/health/peer"
+	"github.com/etcdvisor/etcdvisor/internal/health/probe"
+)
+
+// errStalled ends the daemon when the disk under the member stopped
+// answering: etcd cannot recover from a hung fsync by itself, and systemd
+// restarts a unit that exits non-zero.
+var errStalled = errors.New("the disk under the etcd member is stalled")
+
+// watch is the starvation watch as the daemon runs it: the watcher, the
+// leadership mover and the stall exit.
+type watch struct {
+	s       *Supervisor
+	w       *health.Watcher
+	peers   *peer.Prober
+	t       health.Thresholds
+	stallFn time.Duration // stalled this long: exit; <= 0 never
+	fatal   chan error
+
+	mu           sync.Mutex
+	stalledSince time.Time
+	mover        leaderMover
+}
+
+func newWatch(s *Supervisor) (*watch, error) {
+	h, e := s.cfg.Health, s.cfg.Etcd
+	t := health.DefaultThresholds(health.Thresholds{
+		FsyncDegraded:         h.FsyncDegraded.D(),
+		FsyncCritical:         h.FsyncCritical.D(),
+		BackendCommitDegraded: h.BackendCommitDegraded.D(),
+		BackendCommitCritical: h.BackendCommitCritical.D(),
+		PeerRTTDegraded:       h.PeerRTTDegraded.D(),
+		PeerRTTCritical:       h.PeerRTTCritical.D(),
+		StallAfter:            h.StallAfter.D(),
+	}, e.HeartbeatInterval.D(), e.ElectionTimeout.D())
+	lg := s.lg.Named("health")
+
+	var peerTLS *tls.Config
+	if pt := e.PeerTLS; pt.Enabled() {
+		cfg, err := transport.TLSInfo{CertFile: pt.CertFile, KeyFile: pt.KeyFile, TrustedCAFile: pt.TrustedCAFile}.ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("etcd.peer-transport-security: %w", err)
+		}
+		peerTLS = cfg
+	}
+	rtt := s.metrics.Health.PeerRTT
+	peers := peer.New(peer.Options{
+		Timeout: e.ElectionTimeout.D(),
+		Span:    h.Window.D(),
+		TLS:     peerTLS,
+		Observe: func(name string, d time.Duration) { rtt.WithLabelValues(name).Observe(d.Seconds()) },
+	})
+	src := health.Sources{
+		Peers:    peers,
+		Etcd:     etcdstats.New(prometheus.DefaultGatherer, h.Window.D()),
+		Pressure: host.NewPressure("/"),
+		Net:      host.NewNet("/"),
+	}
+	fsync := s.metrics.Health.FsyncProbe
+	for _, dir := range probeDirs(e.DataDir, e.WalDir) {
+		src.Probes = append(src.Probes, probe.New(dir, probe.Options{
+			Interval: h.ProbeInterval.D(),
+			Span:     h.Window.D(),
+			Observe:  func(d time.Duration) { fsync.Observe(d.Seconds()) },
+		}))
+	}
+	if dev, err := host.DeviceFor("/", e.DataDir); err != nil {
+		lg.Info("no block device statistics for the data dir; judging without them", zap.String("data-dir", e.DataDir), zap.Error(err))
+	} else {
+		src.Disk = host.NewDisk("/", dev)
+	}
+
+	stallExit := h.StallExitAfter.D()
+	if stallExit == 0 {
+		stallExit = 10 * e.ElectionTimeout.D()
+	}
+	wt := &watch{s: s, peers: peers, t: t, stallFn: stallExit, fatal: make(chan error, 1)}
+	wt.mover = leaderMover{s: s, lg: lg, interval: h.LeaderMoveInterval.D(), enabled: h.LeaderMove}
+	wt.w = health.NewWatcher(src, t, h.Window.D(), h.RecoverAfter.D(), lg)
+	wt.w.OnReport = wt.onReport
+	return wt, nil
+}
+
+// probeDirs are the dirs to probe: the data dir, and the WAL dir when it
+// is elsewhere (etcd fsyncs the WAL there). The probe writes its file into
+// the dir, which must exist; the WAL dir is etcd's to create.
+func probeDirs(dataDir, walDir string) []string {
+	dirs := []string{dataDir}
+	if walDir != "" && filepath.Clean(walDir) != filepath.Clean(dataDir) {
+		if parent := filepath.Dir(filepath.Clean(walDir)); !strings.HasPrefix(parent+"/", filepath.Clean(dataDir)+"/") {
+			dirs = append(dirs, parent)
+		}
+	}
+	return dirs
+}
+
+// run runs the watch until ctx ends, or returns errStalled.
+func (wt *watch) run(ctx context.Context, ready <-chan struct{}) error {
+	select {
+	case <-ready:
+	case <-ctx.Done():
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- wt.w.Run(ctx, wt.s.cfg.Health.Interval.D()) }()
+	select {
+	case err := <-wt.fatal:
+		cancel()
+		<-done
+		return err
+	case err := <-done:
+		return err
+	}
+}
+
+// setPeers keeps the RTT prober's list in step with the member list.
+func (wt *watch) setPeers(st api.Status) {
+	if st.Error != "" || len(st.Members) == 0 {
+		return
+	}
+	peers := map[string][]string{}
+	for _, m := range st.Members {
+		if m.ID == st.MemberID || len(m.PeerURLs) == 0 {
+			continue
+		}
+		name := m.Name
+		if name == "" {
+			name = m.ID // added, not started: no name yet
+		}
+		peers[name] = m.PeerURLs
+	}
+	wt.peers.SetPeers(peers)
+}
+
+// onReport runs after every judgement: it logs state changes, feeds the
+// metrics, moves leadership off a critical leader and exits on a stall.
+func (wt *watch) onReport(prev, cur health.Report) {
+	s := wt.s
+	s.metrics.Health.Set(cur)
+	if prev.At.IsZero() || prev.State != cur.State {
+		fields := []zap.Field{zap.Stringer("state", cur.State), zap.Stringer("was", prev.State), zap.Strings("reasons", reasonTexts(cur.Reasons))}
+		switch {
+		case prev.At.IsZero() && cur.State == health.OK:
+			s.lg.Info("starvation watch started", fields...)
+		case cur.State > prev.State:
+			s.lg.Warn("member health changed", fields...)
+		default:
+			s.lg.Info("member health changed", fields...)
+		}
+	}
+	if cur.State == health.Critical {
+		wt.mover.maybeMove(cur)
+	}
+	wt.checkStall(cur)
+}
+
+// checkStall ends the daemon once the raw verdict has shown a stalled disk
+// for stall-exit-after.
+func (wt *watch) checkStall(r health.Report) {
+	stalled := false
+	for _, reason := range r.Reasons {
+		stalled = stalled || reason.Stalled
+	}
+	wt.mu.Lock()
+	defer wt.mu.Unlock()
+	if !stalled {
+		wt.stalledSince = time.Time{}
+		return
+	}
+	if wt.stalledSince.IsZero() {
+		wt.stalledSince = r.At
+	}
+	if wt.stallFn > 0 && r.At.Sub(wt.stalledSince) >= wt.stallFn {
+		wt.s.lg.Error("disk stalled for too long; exiting so systemd restarts etcdvisor",
+			zap.Duration("stalled-for", r.At.Sub(wt.stalledSince)), zap.Duration("stall-exit-after", wt.stallFn),
+			zap.Strings("reasons", reasonTexts(r.Reasons)))
+		select {
+		case wt.fatal <- fmt.Errorf("%w for %s (health.stall-exit-after %s)", errStalled, r.At.Sub(wt.stalledSince).Round(time.Millisecond), wt.stallFn):
+		default:
+		}
+	}
+}
+
+func (wt *watch) report() health.Report { return wt.w.Report() }
+
+func reasonTexts(rs []health.Reason) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.Text
+	}
+	return out
+}
+
+// healthLine is the health part of systemd's STATUS line.
+func healthLine(r health.Report) string {
+	if r.At.IsZero() {
+		return ""
+	}
+	if len(r.Reasons) == 0 {
+		return "health " + r.State.String()
+	}
+	return "health " + r.State.String() + ": " + r.Reasons[0].Text
+}

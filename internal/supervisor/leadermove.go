@@ -1,0 +1,138 @@
+package supervisor
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/etcdvisor/etcdvisor/internal/api"
+	"github.com/etcdvisor/etcdvisor/internal/health"
+)
+
+// leaderMover hands leadership away from this member while it leads and
+// is critical. etcd keeps a leader whose disk is slow as long as it still
+// sends heartbeats, and the whole cluster's writes wait on that disk;
+// moving the leadership early ends that, before the followers' election
+// timers fire (an election stops writes for longer than a move does).
+type leaderMover struct {
+	s        *Supervisor
+	lg       *zap.Logger
+	interval time.Duration // at most one move per interval
+	enabled  bool
+
+	mu     sync.Mutex
+	moving bool
+	last   time.Time
+}
+
+// maybeMove starts a move if this member leads and the damping allows it.
+// It never blocks the watch: the move runs on its own goroutine.
+//
+// Preconditions, each logged when it declines:
+//   - leader-move is on;
+//   - this member leads (etcd's own in-process is-leader gauge: asking the
+//     member itself could wait on the very disk that is slow);
+//   - no move is running, and the last one was at least interval ago.
+func (m *leaderMover) maybeMove(r health.Report) {
+	if !m.enabled || !r.Figures.IsLeader {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.moving {
+		return
+	}
+	if !m.last.IsZero() && r.At.Sub(m.last) < m.interval {
+		m.lg.Debug("not moving leadership: moved recently", zap.Time("last-move", m.last), zap.Duration("leader-move-interval", m.interval))
+		return
+	}
+	m.moving = true
+	go func() {
+		moved := m.move(r)
+		m.mu.Lock()
+		m.moving = false
+		if moved {
+			m.last = time.Now()
+		}
+		m.mu.Unlock()
+	}()
+}
+
+// move picks the target and calls MoveLeader on this member. The target is
+// a voting member that answers this member's peer probes within the RTT
+// budget and, asked over its client URL, knows the leader; of those, the
+// one with the highest raft index (raft itself then waits for it to match
+// the leader's log before it hands over).
+func (m *leaderMover) move(r health.Report) bool {
+	s := m.s
+	reason := "critical"
+	if len(r.Reasons) > 0 {
+		reason = r.Reasons[0].Signal
+	}
+	st := s.lastStatus()
+	election := s.cfg.Etcd.ElectionTimeout.D()
+	tlsCfg, err := s.clientTLS()
+	if err != nil {
+		m.lg.Warn("not moving leadership: no client TLS config", zap.Error(err))
+		return false
+	}
+	rtt := r.PeerStats()
+	var candidates []api.Member
+	for _, mb := range st.Members {
+		if mb.ID == st.MemberID || mb.IsLearner || len(mb.ClientURLs) == 0 {
+			continue
+		}
+		ps, ok := rtt[mb.Name]
+		if !ok || ps.LastSuccess.IsZero() || r.At.Sub(ps.LastSuccess) > 2*election || max(ps.RTT.P99, ps.InFlight) >= s.cfg.Etcd.HeartbeatInterval.D() {
+			continue
+		}
+		candidates = append(candidates, mb)
+	}
+	if len(candidates) == 0 {
+		m.lg.Warn("this member leads and is critical, but no other voter answers quickly enough to take over; keeping leadership",
+			zap.Strings("reasons", reasonTexts(r.Reasons)))
+		s.metrics.Health.LeaderMoveFailed("no-candidate")
+		return false
+	}
+	// Ask each candidate how far it is; a healthy member answers at once.
+	ctx, cancel := context.WithTimeout(context.Background(), election)
+	probes := make([]api.MemberHealth, len(candidates))
+	var wg sync.WaitGroup
+	for i, c := range candidates {
+		wg.Go(func() { probes[i] = probeMember(ctx, m.lg, tlsCfg, c) })
+	}
+	wg.Wait()
+	cancel()
+	probes = slices.DeleteFunc(probes, func(h api.MemberHealth) bool { return !h.Healthy })
+	if len(probes) == 0 {
+		m.lg.Warn("this member leads and is critical, but no candidate answered a status request in time; keeping leadership")
+		s.metrics.Health.LeaderMoveFailed("no-healthy-candidate")
+		return false
+	}
+	best := slices.MaxFunc(probes, func(a, b api.MemberHealth) int { return cmp.Compare(a.RaftIndex, b.RaftIndex) })
+	id, err := strconv.ParseUint(best.ID, 16, 64)
+	if err != nil {
+		m.lg.Warn("not moving leadership: bad member ID", zap.String("id", best.ID))
+		return false
+	}
+
+	start := time.Now()
+	ctx, cancel = context.WithTimeout(context.Background(), 3*election)
+	defer cancel()
+	_, err = s.member.Client().MoveLeader(ctx, id)
+	if err != nil {
+		m.lg.Warn("moving leadership failed", zap.String("to", best.Name), zap.String("reason", reason), zap.Error(err))
+		s.metrics.Health.LeaderMoveFailed("move-failed")
+		return false
+	}
+	m.lg.Warn("moved leadership off this critical member",
+		zap.String("to", best.Name), zap.String("to-id", best.ID), zap.String("reason", reason),
+		zap.Strings("reasons", reasonTexts(r.Reasons)), zap.Duration("took", time.Since(start)))
+	s.metrics.Health.LeaderMoved(reason)
+	return true
+}
