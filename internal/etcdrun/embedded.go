@@ -15,6 +15,7 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	"github.com/etcdvisor/etcdvisor/internal/config"
 )
@@ -27,6 +28,9 @@ type Embedded struct {
 	ready chan struct{}
 	errc  chan error
 
+	// grpcOpts are added to the member's gRPC servers (the fence gate).
+	grpcOpts []grpc.ServerOption
+
 	mu       sync.Mutex
 	e        *embed.Etcd
 	cli      *clientv3.Client
@@ -38,12 +42,14 @@ type Embedded struct {
 var _ Member = (*Embedded)(nil)
 
 // NewEmbedded returns an embedded member for cfg that logs through lg.
-func NewEmbedded(cfg *config.Config, lg *zap.Logger) *Embedded {
+// grpcOpts go to the member's client gRPC servers, after etcd's own.
+func NewEmbedded(cfg *config.Config, lg *zap.Logger, grpcOpts ...grpc.ServerOption) *Embedded {
 	return &Embedded{
-		cfg:   cfg,
-		lg:    lg,
-		ready: make(chan struct{}),
-		errc:  make(chan error, 1),
+		cfg:      cfg,
+		lg:       lg,
+		grpcOpts: grpcOpts,
+		ready:    make(chan struct{}),
+		errc:     make(chan error, 1),
 	}
 }
 
@@ -129,6 +135,7 @@ func (m *Embedded) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	ec.GRPCAdditionalServerOptions = append(ec.GRPCAdditionalServerOptions, m.grpcOpts...)
 	e, err := embed.StartEtcd(ec)
 	if err != nil {
 		return fmt.Errorf("start etcd member %q: %w", m.cfg.Etcd.Name, err)

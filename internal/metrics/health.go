@@ -16,6 +16,7 @@ type Health struct {
 	moves         *prometheus.CounterVec
 	moveFailures  *prometheus.CounterVec
 	unavailable   *prometheus.GaugeVec
+	fenced        prometheus.Gauge
 	sourcesByName map[string]bool
 }
 
@@ -54,9 +55,13 @@ func newHealth(reg prometheus.Registerer) *Health {
 			Name: "etcdvisor_health_source_unavailable",
 			Help: "1 for a health source this host lacks or that failed at the last judgement.",
 		}, []string{"source"}),
+		fenced: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "etcdvisor_health_fenced",
+			Help: "1 while this member refuses client requests because it is critical.",
+		}),
 		sourcesByName: map[string]bool{},
 	}
-	reg.MustRegister(h.state, h.signals, h.FsyncProbe, h.PeerRTT, h.moves, h.moveFailures, h.unavailable)
+	reg.MustRegister(h.state, h.signals, h.FsyncProbe, h.PeerRTT, h.moves, h.moveFailures, h.unavailable, h.fenced)
 	return h
 }
 
@@ -93,6 +98,15 @@ func (h *Health) Set(r health.Report) {
 		}
 		h.unavailable.WithLabelValues(s).Set(v)
 	}
+}
+
+// SetFenced records whether the member refuses client requests.
+func (h *Health) SetFenced(on bool) {
+	v := 0.0
+	if on {
+		v = 1
+	}
+	h.fenced.Set(v)
 }
 
 // LeaderMoved counts a move made because of reason.

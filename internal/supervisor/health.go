@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcdvisor/etcdvisor/internal/api"
+	"github.com/etcdvisor/etcdvisor/internal/fence"
 	"github.com/etcdvisor/etcdvisor/internal/health"
 	"github.com/etcdvisor/etcdvisor/internal/health/etcdstats"
 	"github.com/etcdvisor/etcdvisor/internal/health/host"
@@ -36,6 +37,7 @@ type watch struct {
 	t       health.Thresholds
 	stallFn time.Duration // stalled this long: exit; <= 0 never
 	fatal   chan error
+	gate    *fence.Gate
 
 	mu           sync.Mutex
 	stalledSince time.Time
@@ -94,7 +96,7 @@ func newWatch(s *Supervisor) (*watch, error) {
 	if stallExit == 0 {
 		stallExit = 10 * e.ElectionTimeout.D()
 	}
-	wt := &watch{s: s, peers: peers, t: t, stallFn: stallExit, fatal: make(chan error, 1)}
+	wt := &watch{s: s, peers: peers, t: t, stallFn: stallExit, fatal: make(chan error, 1), gate: fence.New(e.Name)}
 	wt.mover = leaderMover{s: s, lg: lg, interval: h.LeaderMoveInterval.D(), enabled: h.LeaderMove}
 	wt.w = health.NewWatcher(src, t, h.Window.D(), h.RecoverAfter.D(), lg)
 	wt.w.OnReport = wt.onReport
@@ -173,7 +175,67 @@ func (wt *watch) onReport(prev, cur health.Report) {
 	if cur.State == health.Critical {
 		wt.mover.maybeMove(cur)
 	}
+	wt.fence(cur)
 	wt.checkStall(cur)
+}
+
+// fence closes the gate to client requests while this member is critical,
+// and opens it again once it is not. It fences only while, from this
+// member's view, enough other voters answer quickly to form a quorum
+// without it: fencing must never leave the cluster without a quorum of
+// members that serve clients. (Every member judges its own; two critical
+// members of three each see only one healthy voter elsewhere, and neither
+// fences.)
+func (wt *watch) fence(r health.Report) {
+	if !wt.s.cfg.Health.Fence {
+		return
+	}
+	closed, _ := wt.gate.Closed()
+	healthy, quorum := wt.healthyVotersElsewhere(r)
+	want := r.State == health.Critical && healthy >= quorum
+	switch {
+	case want && !closed:
+		why := "critical"
+		if len(r.Reasons) > 0 {
+			why = r.Reasons[0].Text
+		}
+		wt.gate.Close(why)
+		wt.s.metrics.Health.SetFenced(true)
+		wt.s.lg.Warn("refusing client requests while this member is critical; clients go to the other members",
+			zap.String("reason", why), zap.Int("healthy-voters-elsewhere", healthy), zap.Int("quorum", quorum))
+	case !want && closed:
+		wt.gate.Open()
+		wt.s.metrics.Health.SetFenced(false)
+		wt.s.lg.Info("serving client requests again", zap.Stringer("state", r.State),
+			zap.Int("healthy-voters-elsewhere", healthy), zap.Int("quorum", quorum))
+	case r.State == health.Critical && !want:
+		wt.s.warnOnce("fence-quorum", "this member is critical but keeps serving clients: too few healthy voters elsewhere to fence it",
+			zap.Int("healthy-voters-elsewhere", healthy), zap.Int("quorum", quorum))
+	}
+}
+
+// healthyVotersElsewhere counts the other voting members whose peer URL
+// answered within the window and within the RTT budget, and returns the
+// cluster's quorum size.
+func (wt *watch) healthyVotersElsewhere(r health.Report) (healthy, quorum int) {
+	st := wt.s.lastStatus()
+	voters := 0
+	stats := r.PeerStats()
+	for _, m := range st.Members {
+		if m.IsLearner {
+			continue
+		}
+		voters++
+		if m.ID == st.MemberID {
+			continue
+		}
+		ps, ok := stats[m.Name]
+		if ok && !ps.LastSuccess.IsZero() && r.At.Sub(ps.LastSuccess) < time.Duration(r.Figures.Window) &&
+			max(ps.RTT.P99, ps.InFlight) < wt.t.PeerRTTCritical {
+			healthy++
+		}
+	}
+	return healthy, voters/2 + 1
 }
 
 // checkStall ends the daemon once the raw verdict has shown a stalled disk

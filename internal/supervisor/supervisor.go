@@ -124,7 +124,7 @@ func Run(ctx context.Context, cfg *config.Config, lg *zap.Logger) error {
 	}
 
 	// 3. The member.
-	s.member = etcdrun.NewEmbedded(cfg, lg.Named("etcd"))
+	s.member = etcdrun.NewEmbedded(cfg, lg.Named("etcd"), s.watch.gate.ServerOptions()...)
 	if err := s.member.Start(ctx); err != nil {
 		return err
 	}
