@@ -2,61 +2,25 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"filippo.io/age"
 	"github.com/spf13/cobra"
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"google.golang.org/grpc"
 
 	"github.com/etcdvisor/etcdvisor/internal/config"
 	"github.com/etcdvisor/etcdvisor/internal/output"
-	"github.com/etcdvisor/etcdvisor/internal/progress"
 	"github.com/etcdvisor/etcdvisor/internal/snapshot"
 )
-
-func TestSnapshotTarget(t *testing.T) {
-	tmp := t.TempDir()
-	for _, tc := range []struct {
-		name              string
-		file              string
-		compress, encrypt bool
-		wantDir, wantName string
-		wantErr           string
-	}{
-		{name: "bare name", file: "x", wantDir: ".", wantName: "x"},
-		{name: ".db is stripped", file: "/backup/etcd.db", wantDir: "/backup", wantName: "etcd"},
-		{name: ".db.zst with --compress", file: "b/x.db.zst", compress: true, wantDir: "b", wantName: "x"},
-		{name: ".db.zst.age with both", file: "x.db.zst.age", compress: true, encrypt: true, wantDir: ".", wantName: "x"},
-		{name: ".age alone", file: "x.age", encrypt: true, wantDir: ".", wantName: "x"},
-		{name: "no extension, both flags", file: "x", compress: true, encrypt: true, wantDir: ".", wantName: "x"},
-		{name: "dots inside the name stay", file: "etcd-2026.11.25.db", wantDir: ".", wantName: "etcd-2026.11.25"},
-		{name: ".zst without --compress", file: "x.db.zst", wantErr: "without --compress"},
-		{name: ".age without --recipient", file: "x.db.age", wantErr: "without --recipient"},
-		{name: "trailing slash", file: "backup/", wantErr: "expected a file name"},
-		{name: "only an extension", file: "b/.db", wantErr: "expected a file name"},
-		{name: "empty", file: "", wantErr: "expected a file name"},
-		{name: "existing directory", file: tmp, wantErr: "is a directory"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			dir, name, err := snapshotTarget(tc.file, tc.compress, tc.encrypt)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("got %q, %q, err %v; want an error containing %q", dir, name, err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil || dir != tc.wantDir || name != tc.wantName {
-				t.Errorf("got %q, %q, err %v; want %q, %q", dir, name, err, tc.wantDir, tc.wantName)
-			}
-		})
-	}
-}
 
 // runRoot runs the command line and returns its error.
 func runRoot(t *testing.T, args ...string) error {
@@ -161,7 +125,7 @@ func TestSnapshotRestoreTakesFlagsOverConfigOverEtcdutlDefaults(t *testing.T) {
 	}
 }
 
-func TestReadIdentitiesNamesTheFileThatFails(t *testing.T) {
+func TestIdentityErrorsNameTheFlagAndTheFile(t *testing.T) {
 	dir := t.TempDir()
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
@@ -173,47 +137,16 @@ func TestReadIdentitiesNamesTheFileThatFails(t *testing.T) {
 	os.WriteFile(good, []byte("# created: now\n# public key: "+id.Recipient().String()+"\n"+id.String()+"\n"), 0o600)
 	os.WriteFile(notKey, []byte(id.Recipient().String()+"\n"), 0o600)
 
-	ids, err := readIdentities([]string{good, good})
+	o := snapshotReadOptions{identities: []string{good, good}}
+	ids, err := o.ageIdentities()
 	if err != nil || len(ids) != 2 {
 		t.Fatalf("got %d identities, err %v; want 2", len(ids), err)
 	}
 	for _, p := range []string{missing, notKey} {
-		_, err := readIdentities([]string{good, p})
+		o := snapshotReadOptions{identities: []string{good, p}}
+		_, err := o.ageIdentities()
 		if err == nil || !strings.HasPrefix(err.Error(), "--identity "+p+": ") {
 			t.Errorf("%s: got %v, want an error naming it", p, err)
-		}
-	}
-}
-
-// fakeSnapshotStream answers RecvMsg with the given chunks, as etcd's
-// snapshot stream does: each says how many bytes remain, then the trailer.
-type fakeSnapshotStream struct {
-	grpc.ClientStream
-	msgs []*pb.SnapshotResponse
-}
-
-func (f *fakeSnapshotStream) RecvMsg(m any) error {
-	next := f.msgs[0]
-	f.msgs = f.msgs[1:]
-	r := m.(*pb.SnapshotResponse)
-	r.Blob, r.RemainingBytes = next.Blob, next.RemainingBytes
-	return nil
-}
-
-func TestCountingStreamTakesTheTotalFromTheFirstMessage(t *testing.T) {
-	bar := progress.New(&bytes.Buffer{}, "saving") // records, draws nothing
-	defer bar.Stop()
-	s := &countingStream{bar: bar, ClientStream: &fakeSnapshotStream{msgs: []*pb.SnapshotResponse{
-		{Blob: make([]byte, 4), RemainingBytes: 6},
-		{Blob: make([]byte, 6), RemainingBytes: 0},
-		{Blob: make([]byte, 32), RemainingBytes: 0}, // the sha256 trailer
-	}}}
-	for i, want := range []int64{4, 10, 10} {
-		if err := s.RecvMsg(&pb.SnapshotResponse{}); err != nil {
-			t.Fatal(err)
-		}
-		if s.n != want || s.total != 10 {
-			t.Errorf("after message %d: got %d of %d, want %d of 10", i+1, s.n, s.total, want)
 		}
 	}
 }
@@ -238,5 +171,84 @@ func TestSnapshotStatusPrintsWhatEtcdutlPrints(t *testing.T) {
 		if b.String() != tc.want {
 			t.Errorf("-w %s: got\n%s\nwant\n%s", tc.format, b.String(), tc.want)
 		}
+	}
+}
+
+// TestCLIChild is not a test: run by a test, with ETCDVISOR_TEST_CLI set,
+// it is the etcdvisor command line with the arguments after "--", so a test
+// can signal a real process.
+func TestCLIChild(t *testing.T) {
+	if os.Getenv("ETCDVISOR_TEST_CLI") == "" {
+		t.Skip("runs only as a child of another test")
+	}
+	args := os.Args[slices.Index(os.Args, "--")+1:]
+	os.Args = append([]string{"etcdvisor"}, args...)
+	os.Exit(Execute())
+}
+
+func TestSnapshotRestoreInterruptedBySIGINTLeavesNothingInTheDataDir(t *testing.T) {
+	// The snapshot is a FIFO the test writes slowly: the restore is still
+	// copying when SIGINT comes, however fast the disk.
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "etcd.db")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Read-write, so opening does not wait for the child; closing it ends a
+	// write blocked on a child that stopped reading.
+	w, err := os.OpenFile(fifo, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	go func() {
+		// A bbolt meta page's magic is all the restore reads before it copies.
+		page := make([]byte, 4096)
+		binary.LittleEndian.PutUint32(page[16:], 0xED0CDAED)
+		for _, err := w.Write(page); err == nil; _, err = w.Write(make([]byte, 64<<10)) {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+
+	dataDir := filepath.Join(dir, "data")
+	var stderr bytes.Buffer
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCLIChild$", "--", "snapshot", "restore", fifo, "--data-dir", dataDir)
+	cmd.Env = append(os.Environ(), "ETCDVISOR_TEST_CLI=1")
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	db := filepath.Join(dataDir, "member", "snap", "db")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(db); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			<-exited
+			t.Fatalf("the restore did not start copying within 30s; stderr: %s", stderr.String())
+		}
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		<-exited
+		t.Fatalf("still running 30s after SIGINT; stderr: %s", stderr.String())
+	}
+	t.Logf("stderr: %s", stderr.String())
+	if code := cmd.ProcessState.ExitCode(); code != exitError {
+		t.Errorf("got exit code %d, want %d", code, exitError)
+	}
+	if want := "interrupted; nothing was left in " + dataDir; !strings.Contains(stderr.String(), want) {
+		t.Errorf("got stderr %q, want a line containing %q", stderr.String(), want)
+	}
+	if _, err := os.Stat(dataDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the data dir, missing before the restore, is there after it (%v)", err)
 	}
 }

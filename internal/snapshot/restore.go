@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,9 +46,11 @@ type RestoreOptions struct {
 	DataDir string
 	// Keep names entries of DataDir that are not etcd's and may stay: the
 	// supervisor's lock file, control socket and snapshot dir live there
-	// by default, and the snapshot to restore may be among them.
+	// by default, and the snapshot to restore may be among them. Restore
+	// never writes or removes them. "member" is etcd's, and never kept.
 	Keep []string
-	// WalDir must be missing (DataDir/member/wal).
+	// WalDir must be missing (DataDir/member/wal), and so must WalDir.tmp,
+	// which etcd's WAL creation would remove.
 	WalDir string
 
 	// InitialCluster is "name=peer-url,…" (NAME=first peer URL).
@@ -72,8 +75,20 @@ type RestoreOptions struct {
 	// is present is always checked.
 	SkipHashCheck bool
 
+	// Progress, if set, is called from Restore's goroutine as the DB is
+	// written, with the bytes written so far and the DB's expected size:
+	// from the manifest beside the snapshot, or a plain file's size; 0 when
+	// unknown (compressed or encrypted, without a manifest). Once the whole
+	// DB is written it is called once more with done == total.
+	Progress func(done, total int64)
+
 	Logger *zap.Logger
 }
+
+// ErrNotRemoved is returned, wrapped beside the error that stopped the
+// restore, when a restore that failed could not remove all it had created;
+// the message names what is left.
+var ErrNotRemoved = errors.New("could not remove what the restore created")
 
 // walSegmentSize is what wal.Create preallocates for the first segment
 // (wal.SegmentSizeBytes).
@@ -93,15 +108,21 @@ const compressionHeadroom = 4
 //   - it checks free space first: the DB size from the manifest beside the
 //     snapshot if there is one, else the file size (times
 //     compressionHeadroom if compressed), plus the first WAL segment;
-//   - on any failure it removes everything it created, so DataDir is left
-//     as it was.
+//   - it stops when ctx is done: between chunks of the copy and between
+//     steps, returning an error that wraps ctx.Err();
+//   - on any failure or cancellation it removes exactly what it created
+//     (DataDir/member, WalDir, any directory it had to make for them, and
+//     DataDir itself only if it made it), so DataDir is left as it was: the
+//     entries in Keep and whatever else was there are never touched. If
+//     that removal fails too, the error wraps ErrNotRemoved.
 //
 // Then, following etcdutl, it removes the old membership from the DB,
 // optionally bumps the revision and marks it compacted, and writes a WAL
 // and a raft snapshot whose members come from InitialCluster and
 // InitialClusterToken; the member IDs are derived from them, so every host
-// restoring with the same two forms one cluster.
-func Restore(o RestoreOptions) (err error) {
+// restoring with the same two forms one cluster. A restore that has
+// finished returns nil even if ctx ends at that moment.
+func Restore(ctx context.Context, o RestoreOptions) (err error) {
 	lg := o.Logger
 	if lg == nil {
 		lg = zap.NewNop()
@@ -138,21 +159,34 @@ func Restore(o RestoreOptions) (err error) {
 		return fmt.Errorf("restore: read data-dir: %w", err)
 	}
 	for _, e := range ents {
-		if !slices.Contains(o.Keep, e.Name()) {
-			return fmt.Errorf("restore: data-dir %q is not empty (it holds %s)", o.DataDir, e.Name())
+		// member is etcd's: undo removes it, so it must be Restore's own.
+		if e.Name() == "member" || !slices.Contains(o.Keep, e.Name()) {
+			return fmt.Errorf("restore: data-dir %q is not empty (it holds %s): stop whatever uses it and move it aside first (mv %s %s.old); restore never writes over a member's data",
+				o.DataDir, e.Name(), o.DataDir, o.DataDir)
 		}
 	}
 	if _, err := os.Stat(o.WalDir); err == nil {
 		return fmt.Errorf("restore: wal-dir %q exists", o.WalDir)
 	}
+	// wal.Create builds the WAL in WalDir.tmp and removes whatever is there
+	// first: that could be someone's.
+	if tmp := filepath.Clean(o.WalDir) + ".tmp"; exists(tmp) {
+		return fmt.Errorf("restore: %q exists, and creating wal-dir %q would remove it", tmp, o.WalDir)
+	}
 
 	// Everything that can be refused without writing is refused first.
+	if err := stopped(ctx, "opening the snapshot"); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
 	r, err := open(o.SnapshotPath, o.Identities)
 	if err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
 	defer r.Close()
 	if err := checkFreeSpace(o, r.Form); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	if err := stopped(ctx, "writing"); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
 
@@ -162,7 +196,9 @@ func Restore(o RestoreOptions) (err error) {
 	}
 	defer func() {
 		if err != nil {
-			undo()
+			if uerr := undo(); uerr != nil {
+				err = fmt.Errorf("%w; %w: %w", err, ErrNotRemoved, uerr)
+			}
 		}
 	}()
 
@@ -173,19 +209,33 @@ func Restore(o RestoreOptions) (err error) {
 		zap.Bool("encrypted", r.Form.Encrypted),
 		zap.Bool("compressed", r.Form.Compressed))
 
+	progress := func(int64) {}
+	if o.Progress != nil {
+		total := expectedDBSize(o.SnapshotPath, r.Form)
+		progress = func(done int64) { o.Progress(done, total) }
+	}
 	dbPath := filepath.Join(o.DataDir, "member", "snap", "db")
-	if err := copyDB(r, dbPath, o.SkipHashCheck); err != nil {
+	if err := copyDB(ctx, r, dbPath, o.SkipHashCheck, progress); err != nil {
 		return fmt.Errorf("restore %s: copy DB into place: %w", o.SnapshotPath, err)
+	}
+	if o.Progress != nil {
+		o.Progress(r.Size(), r.Size())
 	}
 	if !r.HasTrailer() {
 		// Without the trailer nothing vouches for the DB; bbolt's check
 		// catches at least structural damage before etcd's backend, which
 		// panics on it, opens the file.
+		if err := stopped(ctx, "checking the DB"); err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
 		if _, err := dbStatus(dbPath); err != nil {
 			return fmt.Errorf("restore: check DB without sha256 trailer: %w", err)
 		}
 	}
-	if err := rewriteMembership(lg, o, cl, dbPath); err != nil {
+	if err := rewriteMembership(ctx, lg, o, cl, dbPath); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	if err := stopped(ctx, "verifying the data dir"); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
 	if err := verify.VerifyIfEnabled(verify.Config{ExactIndex: true, Logger: lg, DataDir: o.DataDir}); err != nil {
@@ -197,6 +247,17 @@ func Restore(o RestoreOptions) (err error) {
 		zap.Int64("db-size", r.Size()),
 		zap.String("member-id", cl.MemberByName(o.Name).ID.String()),
 		zap.String("cluster-id", cl.ID().String()))
+	return nil
+}
+
+// stopped returns, once ctx is done, ctx's error and the step the restore
+// did not start. It wraps ctx.Err(), not context.Cause (which for
+// signal.NotifyContext names the signal), so callers can test for
+// context.Canceled.
+func stopped(ctx context.Context, step string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("stopped before %s: %w", step, err)
+	}
 	return nil
 }
 
@@ -223,19 +284,26 @@ func restoreDefaults(o RestoreOptions) RestoreOptions {
 }
 
 // makeDirs creates DataDir/member/snap and WalDir's parent, and returns a
-// function that removes whatever of them it created.
-func makeDirs(o RestoreOptions) (undo func(), err error) {
+// function that removes whatever of them it created, and DataDir/member
+// and WalDir, which Restore made sure were missing. It never removes a
+// directory that existed: for each path it removes the first ancestor that
+// was missing, which is DataDir itself only when DataDir was missing.
+func makeDirs(o RestoreOptions) (undo func() error, err error) {
 	var created []string
-	undo = func() {
+	undo = func() error {
+		var errs []error
 		for i := len(created) - 1; i >= 0; i-- {
-			os.RemoveAll(created[i])
+			if err := os.RemoveAll(created[i]); err != nil {
+				errs = append(errs, err)
+			}
 		}
+		return errors.Join(errs...)
 	}
 	mk := func(dir string) error {
 		// Find the first missing ancestor: that is what undo removes.
 		first := ""
 		for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
-			if _, err := os.Stat(d); err == nil {
+			if exists(d) {
 				break
 			}
 			first = d
@@ -253,7 +321,9 @@ func makeDirs(o RestoreOptions) (undo func(), err error) {
 	}
 	for _, d := range []string{filepath.Join(o.DataDir, "member", "snap"), filepath.Dir(o.WalDir)} {
 		if err := mk(d); err != nil {
-			undo()
+			if uerr := undo(); uerr != nil {
+				err = fmt.Errorf("%w; %w: %w", err, ErrNotRemoved, uerr)
+			}
 			return nil, fmt.Errorf("create dir: %w", err)
 		}
 	}
@@ -262,17 +332,41 @@ func makeDirs(o RestoreOptions) (undo func(), err error) {
 	return undo, nil
 }
 
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
 // copyDB writes the plaintext DB to path in one pass; the reader checks the
-// sha256 trailer at the end of that same pass.
-func copyDB(r *Reader, path string, skipHashCheck bool) error {
+// sha256 trailer at the end of that same pass. It stops between chunks
+// once ctx is done, and reports the DB bytes written after each.
+func copyDB(ctx context.Context, r *Reader, path string, skipHashCheck bool, progress func(done int64)) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	// Not io.Copy: through bufio.Writer.ReadFrom and os.File.ReadFrom it
+	// would write 32 KiB at a time past this buffer, and never look at ctx.
 	bw := bufio.NewWriterSize(f, 1<<20)
-	if _, err := io.CopyBuffer(bw, r, make([]byte, readBufSize)); err != nil {
-		return fmt.Errorf("read %s: %w", r.Form.describe(), err)
+	buf := make([]byte, readBufSize)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, rerr := r.Read(buf)
+		if n > 0 {
+			if _, err := bw.Write(buf[:n]); err != nil {
+				return err
+			}
+			progress(r.Size())
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return fmt.Errorf("read %s: %w", r.Form.describe(), rerr)
+		}
 	}
 	if !r.HasTrailer() && !skipHashCheck {
 		return fmt.Errorf("%w (if it is a copy of member/snap/db, restore it with --skip-hash-check)", ErrNoChecksum)
@@ -284,6 +378,27 @@ func copyDB(r *Reader, path string, skipHashCheck bool) error {
 		return fmt.Errorf("fsync: %w", err)
 	}
 	return f.Close()
+}
+
+// expectedDBSize is the size of the DB a restore of path writes, for
+// Progress: from the manifest beside it, or a plain file's size less etcd's
+// trailer (a DB is whole sectors, so the length says whether there is one);
+// 0 when unknown.
+func expectedDBSize(path string, form Form) int64 {
+	if m, err := ReadManifest(path); err == nil && m.DBSize > 0 {
+		return m.DBSize
+	}
+	if form.Compressed || form.Encrypted {
+		return 0
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	if fi.Size()%sectorSize == trailerSize {
+		return fi.Size() - trailerSize
+	}
+	return fi.Size()
 }
 
 // checkFreeSpace refuses a restore that cannot fit, before it writes.
@@ -349,7 +464,11 @@ func sameFS(a, b string) bool {
 // cluster's members leave the DB, the revision is optionally bumped, the new
 // members are written to the DB, a WAL and a raft snapshot that bootstrap
 // them are created, and the consistent index is set to the WAL's commit.
-func rewriteMembership(lg *zap.Logger, o RestoreOptions, cl *membership.RaftCluster, dbPath string) error {
+// It stops between those steps once ctx is done.
+func rewriteMembership(ctx context.Context, lg *zap.Logger, o RestoreOptions, cl *membership.RaftCluster, dbPath string) error {
+	if err := stopped(ctx, "rewriting the membership"); err != nil {
+		return err
+	}
 	be := backend.NewDefaultBackend(lg, dbPath)
 	// The batch transaction is committed on Close.
 	defer be.Close()
@@ -358,6 +477,9 @@ func rewriteMembership(lg *zap.Logger, o RestoreOptions, cl *membership.RaftClus
 		return fmt.Errorf("remove old membership from DB: %w", err)
 	}
 	if o.MarkCompacted && o.BumpRevision > 0 {
+		if err := stopped(ctx, "bumping the revision"); err != nil {
+			return err
+		}
 		if err := bumpRevision(lg, be, int64(o.BumpRevision)); err != nil {
 			return fmt.Errorf("bump revision: %w", err)
 		}
@@ -371,6 +493,9 @@ func rewriteMembership(lg *zap.Logger, o RestoreOptions, cl *membership.RaftClus
 	meta, err := proto.Marshal(&etcdserverpb.Metadata{NodeID: new(uint64(self.ID)), ClusterID: new(uint64(cl.ID()))})
 	if err != nil {
 		return fmt.Errorf("marshal WAL metadata: %w", err)
+	}
+	if err := stopped(ctx, "creating the WAL"); err != nil {
+		return err
 	}
 	w, err := wal.Create(lg, o.WalDir, meta)
 	if err != nil {
