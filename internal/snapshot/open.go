@@ -3,6 +3,7 @@ package snapshot
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -60,6 +61,7 @@ type Reader struct {
 
 	f    *os.File
 	zdec *zstd.Decoder
+	pf   *prefetchReader // decrypts and decompresses ahead; nil for a plain file
 	tr   *trailerReader
 }
 
@@ -77,6 +79,9 @@ func (r *Reader) Size() int64 { return r.tr.n }
 
 // Close releases the decoder and the file.
 func (r *Reader) Close() error {
+	if r.pf != nil {
+		r.pf.CloseAndWait() // it reads the decoder and the file
+	}
 	if r.zdec != nil {
 		r.zdec.Close()
 	}
@@ -154,7 +159,14 @@ func open(path string, identities []age.Identity) (_ *Reader, err error) {
 	if binary.LittleEndian.Uint32(m) != boltMagic && binary.BigEndian.Uint32(m) != boltMagic {
 		return nil, fmt.Errorf("open snapshot %s: %w: %s holds no bbolt magic (neither age, zstd nor bbolt)", path, ErrNotSnapshot, r.Form.describe())
 	}
-	r.tr = newTrailerReader(br)
+	var src io.Reader = br
+	if r.Form.Encrypted || r.Form.Compressed {
+		// Decrypting and decompressing on their own goroutine lets the
+		// sha256 of the trailer check run beside them, on the other core.
+		r.pf = newPrefetchReader(context.Background(), br)
+		src = r.pf
+	}
+	r.tr = newTrailerReader(src)
 	return r, nil
 }
 

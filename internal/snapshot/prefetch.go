@@ -75,9 +75,31 @@ func (p *prefetchReader) fill(ctx context.Context, src io.Reader) {
 }
 
 func (p *prefetchReader) Read(out []byte) (int, error) {
+	if err := p.fillCur(); err != nil {
+		return 0, err
+	}
+	n := copy(out, p.cur)
+	p.cur = p.cur[n:]
+	return n, nil
+}
+
+// Next returns the rest of the current buffer, without a copy; it is the
+// caller's until the next call of Next or Read.
+func (p *prefetchReader) Next() ([]byte, error) {
+	if err := p.fillCur(); err != nil {
+		return nil, err
+	}
+	b := p.cur
+	p.cur = nil
+	return b, nil
+}
+
+// fillCur makes cur hold unread bytes, or returns the error that ended the
+// stream.
+func (p *prefetchReader) fillCur() error {
 	for len(p.cur) == 0 {
 		if p.err != nil {
-			return 0, p.err
+			return p.err
 		}
 		if p.buf != nil {
 			p.empty <- p.buf[:cap(p.buf)]
@@ -95,9 +117,7 @@ func (p *prefetchReader) Read(out []byte) (int, error) {
 		}
 		p.cur, p.buf, p.err = c.b, c.b, c.err
 	}
-	n := copy(out, p.cur)
-	p.cur = p.cur[n:]
-	return n, nil
+	return nil
 }
 
 // Close stops the reading goroutine, unless it is blocked in a read of src:
@@ -105,4 +125,12 @@ func (p *prefetchReader) Read(out []byte) (int, error) {
 func (p *prefetchReader) Close() error {
 	p.stop()
 	return nil
+}
+
+// CloseAndWait stops the reading goroutine and waits for it to end, so the
+// caller may then close src. Only for sources whose reads return on their
+// own, such as files: a read blocked on a network stream would hold it.
+func (p *prefetchReader) CloseAndWait() {
+	p.stop()
+	<-p.done
 }

@@ -1,7 +1,6 @@
 package snapshot
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -346,20 +345,27 @@ func copyDB(ctx context.Context, r *Reader, path string, skipHashCheck bool, pro
 		return err
 	}
 	defer f.Close()
-	// Not io.Copy: through bufio.Writer.ReadFrom and os.File.ReadFrom it
-	// would write 32 KiB at a time past this buffer, and never look at ctx.
-	bw := bufio.NewWriterSize(f, 1<<20)
-	buf := make([]byte, readBufSize)
+	// Reading (decrypting, decompressing, hashing) runs on the prefetch
+	// goroutine and writing on this one, and the disk starts writing the
+	// DB as it arrives, so the fsync at the end waits only for the tail:
+	// the three overlap instead of taking turns.
+	pf := newPrefetchReader(ctx, r)
+	// The caller closes r: the goroutine must be done with it by then.
+	defer pf.CloseAndWait()
+	// The prefetch buffers are written as they are, a MiB at a time.
+	w := &writebackFile{f: f}
+	var done int64
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		n, rerr := r.Read(buf)
-		if n > 0 {
-			if _, err := bw.Write(buf[:n]); err != nil {
+		b, rerr := pf.Next()
+		if len(b) > 0 {
+			if _, err := w.Write(b); err != nil {
 				return err
 			}
-			progress(r.Size())
+			done += int64(len(b))
+			progress(done)
 		}
 		if rerr == io.EOF {
 			break
@@ -370,9 +376,6 @@ func copyDB(ctx context.Context, r *Reader, path string, skipHashCheck bool, pro
 	}
 	if !r.HasTrailer() && !skipHashCheck {
 		return fmt.Errorf("%w (if it is a copy of member/snap/db, restore it with --skip-hash-check)", ErrNoChecksum)
-	}
-	if err := bw.Flush(); err != nil {
-		return err
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("fsync: %w", err)
