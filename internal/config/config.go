@@ -133,6 +133,12 @@ type Health struct {
 	BackendCommitCritical Duration `yaml:"backend-commit-critical"`
 	PeerRTTDegraded       Duration `yaml:"peer-rtt-degraded"`
 	PeerRTTCritical       Duration `yaml:"peer-rtt-critical"`
+	// Pressure limits are shares of time (0..1) that tasks were stalled
+	// (PSI: io and memory "full", cpu "some") over the last interval;
+	// above one, the member is degraded.
+	IOPressureDegraded     float64 `yaml:"io-pressure-degraded"`
+	CPUPressureDegraded    float64 `yaml:"cpu-pressure-degraded"`
+	MemoryPressureDegraded float64 `yaml:"memory-pressure-degraded"`
 	// StallAfter: an fsync (probe or etcd's WAL) outstanding this long
 	// means the disk is stalled.
 	StallAfter Duration `yaml:"stall-after"`
@@ -248,15 +254,18 @@ func DefaultWithDataDir(dataDir string) *Config {
 			Hooks:     Hooks{Timeout: Duration(5 * time.Minute)},
 		},
 		Health: Health{
-			Interval:              Duration(time.Second),
-			ProbeInterval:         Duration(100 * time.Millisecond),
-			Window:                Duration(5 * time.Second),
-			RecoverAfter:          Duration(10 * time.Second),
-			FsyncDegraded:         Duration(10 * time.Millisecond),
-			BackendCommitDegraded: Duration(25 * time.Millisecond),
-			LeaderMove:            true,
-			LeaderMoveInterval:    Duration(time.Minute),
-			Fence:                 true,
+			Interval:               Duration(time.Second),
+			ProbeInterval:          Duration(100 * time.Millisecond),
+			Window:                 Duration(5 * time.Second),
+			RecoverAfter:           Duration(10 * time.Second),
+			FsyncDegraded:          Duration(10 * time.Millisecond),
+			BackendCommitDegraded:  Duration(25 * time.Millisecond),
+			IOPressureDegraded:     0.5,
+			CPUPressureDegraded:    0.8,
+			MemoryPressureDegraded: 0.2,
+			LeaderMove:             true,
+			LeaderMoveInterval:     Duration(time.Minute),
+			Fence:                  true,
 		},
 		Etcd: Etcd{
 			Name:                     "default",

@@ -70,6 +70,26 @@ func TestValidateErrorsNameTheField(t *testing.T) {
 		want []string
 	}{
 		{
+			name: "health: critical budget under the degraded one",
+			yaml: "health:\n  fsync-degraded: 20ms\n  fsync-critical: 10ms\n",
+			want: []string{`etcdvisor.yaml:3: health.fsync-critical "10ms": must not be below health.fsync-degraded (20ms)`},
+		},
+		{
+			name: "health: pressure is a share of time",
+			yaml: "health:\n  cpu-pressure-degraded: 80\n",
+			want: []string{`etcdvisor.yaml:2: health.cpu-pressure-degraded "80": must be a share of time in (0, 1], like 0.5 for half of it`},
+		},
+		{
+			name: "health: negative threshold",
+			yaml: "health:\n  stall-after: -1s\n",
+			want: []string{`etcdvisor.yaml:2: health.stall-after "-1s": must not be negative (0 derives it from etcd's timers)`},
+		},
+		{
+			name: "health: window shorter than the interval",
+			yaml: "health:\n  interval: 2s\n  window: 1s\n",
+			want: []string{`etcdvisor.yaml:3: health.window "1s": must be at least health.interval (2s)`},
+		},
+		{
 			name: "election timeout under 5x heartbeat",
 			yaml: "etcd:\n  heartbeat-interval: 100ms\n  election-timeout: 300ms\n",
 			want: []string{`etcdvisor.yaml:3: etcd.election-timeout "300ms": must be at least 5x heartbeat-interval (100ms)`},

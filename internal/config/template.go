@@ -89,6 +89,11 @@ health:
   backend-commit-critical: {{.Health.BackendCommitCritical}}
   peer-rtt-degraded: {{.Health.PeerRTTDegraded}}
   peer-rtt-critical: {{.Health.PeerRTTCritical}}
+  # PSI: the share of the last interval (0..1) that tasks were stalled on
+  # IO and memory (full) or waited for a CPU (some); above it, degraded.
+  io-pressure-degraded: {{.Health.IOPressureDegraded}}
+  cpu-pressure-degraded: {{.Health.CPUPressureDegraded}}
+  memory-pressure-degraded: {{.Health.MemoryPressureDegraded}}
   stall-after: {{.Health.StallAfter}}
   # Stalled this long, etcdvisor exits non-zero so systemd restarts it.
   # Negative: never.

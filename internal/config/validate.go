@@ -402,6 +402,18 @@ func (v *validator) health() {
 			v.fail(x.path, x.d.String(), "must not be negative (0 derives it from etcd's timers)")
 		}
 	}
+	for _, x := range []struct {
+		path string
+		v    float64
+	}{
+		{"health.io-pressure-degraded", h.IOPressureDegraded},
+		{"health.cpu-pressure-degraded", h.CPUPressureDegraded},
+		{"health.memory-pressure-degraded", h.MemoryPressureDegraded},
+	} {
+		if x.v <= 0 || x.v > 1 {
+			v.fail(x.path, fmt.Sprint(x.v), "must be a share of time in (0, 1], like 0.5 for half of it")
+		}
+	}
 	if h.Window > 0 && h.Interval > h.Window {
 		v.fail("health.window", h.Window.String(), fmt.Sprintf("must be at least health.interval (%s): each judgement looks back over it", h.Interval))
 	}

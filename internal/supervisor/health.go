@@ -47,13 +47,16 @@ type watch struct {
 func newWatch(s *Supervisor) (*watch, error) {
 	h, e := s.cfg.Health, s.cfg.Etcd
 	t := health.DefaultThresholds(health.Thresholds{
-		FsyncDegraded:         h.FsyncDegraded.D(),
-		FsyncCritical:         h.FsyncCritical.D(),
-		BackendCommitDegraded: h.BackendCommitDegraded.D(),
-		BackendCommitCritical: h.BackendCommitCritical.D(),
-		PeerRTTDegraded:       h.PeerRTTDegraded.D(),
-		PeerRTTCritical:       h.PeerRTTCritical.D(),
-		StallAfter:            h.StallAfter.D(),
+		FsyncDegraded:          h.FsyncDegraded.D(),
+		FsyncCritical:          h.FsyncCritical.D(),
+		BackendCommitDegraded:  h.BackendCommitDegraded.D(),
+		BackendCommitCritical:  h.BackendCommitCritical.D(),
+		PeerRTTDegraded:        h.PeerRTTDegraded.D(),
+		PeerRTTCritical:        h.PeerRTTCritical.D(),
+		StallAfter:             h.StallAfter.D(),
+		IOPressureDegraded:     h.IOPressureDegraded,
+		CPUPressureDegraded:    h.CPUPressureDegraded,
+		MemoryPressureDegraded: h.MemoryPressureDegraded,
 	}, e.HeartbeatInterval.D(), e.ElectionTimeout.D())
 	lg := s.lg.Named("health")
 
@@ -130,7 +133,7 @@ func (wt *watch) run(ctx context.Context, ready <-chan struct{}) error {
 	select {
 	case err := <-wt.fatal:
 		cancel()
-		<-done
+		// Not <-done: Watcher.Run ends by removing the probe file, on the stalled disk.
 		return err
 	case err := <-done:
 		return err
