@@ -88,6 +88,18 @@ type MemberHealth struct {
 	DBSize    int64   `json:"dbSize,omitempty"`
 	Version   string  `json:"version,omitempty"`
 	TookMs    float64 `json:"tookMs,omitempty"`
+	// Etcdvisor is what the member's etcdvisor publishes in the registry;
+	// nil when none is alive there.
+	Etcdvisor *EtcdvisorView `json:"etcdvisor,omitempty"`
+}
+
+// EtcdvisorView is a member's etcdvisor as its registry record shows it.
+type EtcdvisorView struct {
+	Version   string    `json:"version"`
+	Health    string    `json:"health"`
+	Reasons   []string  `json:"reasons,omitempty"`
+	UpdatedAt time.Time `json:"updatedAt"`
+	Age       string    `json:"age"`
 }
 
 // MemberList is GET /v1/members.

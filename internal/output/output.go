@@ -99,15 +99,22 @@ func Members(w io.Writer, f string, ml api.MemberList) error {
 		return WriteJSON(w, ml)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tPEER URLS\tCLIENT URLS\tLEARNER\tLEADER\tHEALTH\tRAFT TERM\tRAFT INDEX\tDB SIZE")
+	fmt.Fprintln(tw, "ID\tNAME\tPEER URLS\tCLIENT URLS\tLEARNER\tLEADER\tHEALTH\tETCDVISOR\tRAFT TERM\tRAFT INDEX\tDB SIZE")
 	for _, m := range ml.Members {
 		health := "healthy"
 		if !m.Healthy {
 			health = "unhealthy: " + m.Error
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\t%t\t%s\t%d\t%d\t%s\n", m.ID, orDash(m.Name),
+		visor := "none"
+		if e := m.Etcdvisor; e != nil {
+			visor = e.Health
+			if len(e.Reasons) > 0 {
+				visor += ": " + e.Reasons[0]
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\t%t\t%s\t%s\t%d\t%d\t%s\n", m.ID, orDash(m.Name),
 			strings.Join(m.PeerURLs, ","), strings.Join(m.ClientURLs, ","), m.IsLearner, m.IsLeader,
-			health, m.RaftTerm, m.RaftIndex, humanize.IBytes(uint64(m.DBSize)))
+			health, visor, m.RaftTerm, m.RaftIndex, humanize.IBytes(uint64(m.DBSize)))
 	}
 	return tw.Flush()
 }

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcdvisor/etcdvisor/internal/api"
+	"github.com/etcdvisor/etcdvisor/internal/cluster"
 	"github.com/etcdvisor/etcdvisor/internal/health"
 )
 
@@ -66,7 +67,8 @@ func (m *leaderMover) maybeMove(r health.Report) {
 // move picks the target and calls MoveLeader on this member. The target is
 // a voting member that answers this member's peer probes within the RTT
 // budget and, asked over its client URL, knows the leader; of those, the
-// one with the highest raft index (raft itself then waits for it to match
+// one with the highest raft index, leaving out members whose etcdvisor
+// publishes that it is critical (raft itself then waits for it to match
 // the leader's log before it hands over).
 func (m *leaderMover) move(r health.Report) bool {
 	s := m.s
@@ -82,9 +84,17 @@ func (m *leaderMover) move(r health.Report) bool {
 		return false
 	}
 	rtt := r.PeerStats()
+	// Peers publish their own health: never hand leadership to a member
+	// that says it is critical. (No record: judged from this side alone.)
+	rctx, rcancel := context.WithTimeout(context.Background(), election/2)
+	recs, _ := cluster.List(rctx, s.member.Client())
+	rcancel()
 	var candidates []api.Member
 	for _, mb := range st.Members {
 		if mb.ID == st.MemberID || mb.IsLearner || len(mb.ClientURLs) == 0 {
+			continue
+		}
+		if rec, ok := recs[mb.Name]; ok && rec.Health == health.Critical.String() {
 			continue
 		}
 		ps, ok := rtt[mb.Name]

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcdvisor/etcdvisor/internal/api"
+	"github.com/etcdvisor/etcdvisor/internal/cluster"
 	"github.com/etcdvisor/etcdvisor/internal/config"
 	"github.com/etcdvisor/etcdvisor/internal/control"
 	"github.com/etcdvisor/etcdvisor/internal/endpoints"
@@ -36,6 +37,10 @@ import (
 // systemd's TimeoutStopSec is longer so this fires first.
 const stopTimeout = 30 * time.Second
 
+// registryTTL is the lease of this etcdvisor's registry record: how long
+// peers take to notice that it died.
+const registryTTL = 10 * time.Second
+
 // certCheckInterval is how often certificate expiry is re-read: files may
 // be rotated under a running member, and expiry moves slowly.
 const certCheckInterval = 10 * time.Minute
@@ -47,6 +52,7 @@ type Supervisor struct {
 	member  etcdrun.Member
 	snaps   *snapshotter
 	watch   *watch
+	reg     *cluster.Registry // set once the member has started
 	metrics *metrics.Metrics
 	notify  *notify.Notifier
 	started time.Time
@@ -145,6 +151,26 @@ func Run(ctx context.Context, cfg *config.Config, lg *zap.Logger) error {
 			s.setPhase(api.PhaseStopping)
 			s.notify.Stopping("stopping: closing etcd member")
 			cancel()
+		})
+	}
+	// The registry: this etcdvisor's record under /etcdvisor/v1/nodes/, on
+	// a lease. Interrupted before the member stops, and waited for, so the
+	// lease is revoked while etcd still serves and peers see the stop now.
+	{
+		s.reg = cluster.NewRegistry(s.member.Client(), registryTTL, lg.Named("registry"))
+		rctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		g.Add(func() error {
+			defer close(done)
+			select {
+			case <-s.member.Ready():
+			case <-rctx.Done():
+				return nil
+			}
+			return s.reg.Run(rctx)
+		}, func(error) {
+			cancel()
+			<-done
 		})
 	}
 	// The member: its error ends the group; its interrupt stops etcd,
@@ -285,6 +311,7 @@ func (s *Supervisor) observe(st api.Status) {
 	s.lastSt = st
 	s.mu.Unlock()
 	s.watch.setPeers(st)
+	s.publish(st)
 	s.metrics.SetMemberReady(st.Error == "")
 	if st.Error != "" {
 		return
@@ -435,7 +462,7 @@ func (s *Supervisor) controlServer() (*control.Server, net.Listener, error) {
 			control.WriteError(w, http.StatusServiceUnavailable, "list members: %v", err)
 			return
 		}
-		control.WriteJSON(w, http.StatusOK, list)
+		control.WriteJSON(w, http.StatusOK, s.withRegistry(ctx, list))
 	})
 	s.lg.Info("serving control socket", zap.String("path", path), zap.Stringer("mode", mode))
 	return srv, ln, nil
