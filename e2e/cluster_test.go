@@ -29,6 +29,7 @@ type Cluster struct {
 type clusterOptions struct {
 	members int
 	tls     bool
+	setup   func(i int, m *member)
 }
 
 // ClusterOption configures NewCluster.
@@ -40,6 +41,14 @@ func WithMembers(n int) ClusterOption { return func(o *clusterOptions) { o.membe
 // WithTLS turns on x509 for clients and peers, with certificates made by
 // `etcdvisor pki bootstrap`.
 func WithTLS() ClusterOption { return func(o *clusterOptions) { o.tls = true } }
+
+// WithMemberSetup calls setup on member i once its addresses and dirs are
+// chosen, before any config is written or etcdvisor started: to put its
+// data dir on another filesystem, add config (extra, top), or have its
+// peers reach it through a proxy (advertisePeerURL).
+func WithMemberSetup(setup func(i int, m *member)) ClusterOption {
+	return func(o *clusterOptions) { o.setup = setup }
+}
 
 // NewCluster bootstraps a cluster from a static initial-cluster, each
 // member under its own etcdvisor, and waits until every one is ready.
@@ -67,8 +76,11 @@ func NewCluster(t *testing.T, opts ...ClusterOption) *Cluster {
 			m.clientURL = strings.Replace(m.clientURL, "http://", "https://", 1)
 			m.peerURL = strings.Replace(m.peerURL, "http://", "https://", 1)
 		}
+		if o.setup != nil {
+			o.setup(i, m)
+		}
 		c.Members = append(c.Members, m)
-		initial = append(initial, m.name+"="+m.peerURL)
+		initial = append(initial, m.name+"="+m.advertisedPeerURL())
 		hosts = append(hosts, m.name+"="+ip)
 	}
 	if o.tls {

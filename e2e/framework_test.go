@@ -121,6 +121,9 @@ type member struct {
 	top         string // more YAML appended at top level, such as a snapshot: section
 	pki         string // dir with ca.crt, server.*, peer.*: TLS on both transports
 	endpoints   string // endpoints.file, if any
+	// advertisePeerURL is the peer URL the others are told to use, when
+	// it is not peerURL (a proxy in front of it); empty: peerURL.
+	advertisePeerURL string
 }
 
 func newMember(t *testing.T, name string) *member {
@@ -138,6 +141,14 @@ func newMember(t *testing.T, name string) *member {
 func (m *member) dataDir() string    { return filepath.Join(m.dir, "data") }
 func (m *member) socket() string     { return filepath.Join(m.dataDir(), "etcdvisor.sock") }
 func (m *member) configPath() string { return filepath.Join(m.dir, "etcdvisor.yaml") }
+
+// advertisedPeerURL is the peer URL the other members use to reach m.
+func (m *member) advertisedPeerURL() string {
+	if m.advertisePeerURL != "" {
+		return m.advertisePeerURL
+	}
+	return m.peerURL
+}
 
 // writeConfig writes the member's config file and returns its path.
 func (m *member) writeConfig(t *testing.T) string {
@@ -170,7 +181,7 @@ etcd:
   initial-cluster: "%s"
   initial-cluster-state: %s
   insecure: %t
-%s%s%s`, m.metricsAddr, m.endpoints, m.name, m.dataDir(), m.clientURL, m.clientURL, m.peerURL, m.peerURL, m.cluster, m.state,
+%s%s%s`, m.metricsAddr, m.endpoints, m.name, m.dataDir(), m.clientURL, m.clientURL, m.peerURL, m.advertisedPeerURL(), m.cluster, m.state,
 		// Plain http between members: these tests run on loopback only.
 		m.pki == "" && strings.Contains(m.cluster, ","), tlsYAML, m.extra, m.top)
 	if err := os.WriteFile(m.configPath(), []byte(cfg), 0o644); err != nil {
