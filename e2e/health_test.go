@@ -226,6 +226,39 @@ poll:
 	}
 }
 
+// TestSIGTERMDuringAStalledDiskExits: systemd's stop must work while the
+// disk hangs, without waiting for an fsync that never returns.
+func TestSIGTERMDuringAStalledDiskExits(t *testing.T) {
+	requireFUSE(t)
+	m := newMember(t, "stopstall")
+	m.extra = "  heartbeat-interval: 50ms\n  election-timeout: 500ms\n"
+	m.top = "health:\n  stall-exit-after: -1s\n" // never exits by itself
+	fs := slowDataDir(t, m)
+	t.Cleanup(fs.Unstall)
+	cfg := m.writeConfig(t)
+	p := startDaemon(t, []string{"--config", cfg})
+	p.waitReady()
+	waitHealth(t, cfg, "a first report", func(r health.Report) bool { return !r.At.IsZero() })
+	fs.Stall()
+	waitHealth(t, cfg, "a stalled reason", func(r health.Report) bool {
+		for _, reason := range r.Reasons {
+			if reason.Stalled {
+				return true
+			}
+		}
+		return false
+	})
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(healthWait):
+		p.cmd.Process.Signal(syscall.SIGQUIT)
+		<-p.done
+		t.Fatalf("etcdvisor still ran %s after SIGTERM on a stalled disk; its goroutines:\n%s", healthWait, goroutinesOf(p.stderr.String()))
+	}
+	t.Logf("exit code %d after SIGTERM on a stalled disk", p.exitCode())
+}
+
 func TestPeerLatencyIsSeen(t *testing.T) {
 	// Every member advertises a DelayProxy in front of its peer listener,
 	// so everything the others send to it, and the etcdvisors' RTT

@@ -83,6 +83,9 @@ func (s *Seconds) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// probeCloseWait bounds the removal of the probe files at the end of Run.
+const probeCloseWait = time.Second
+
 // Watcher samples, judges and keeps the latest Report.
 type Watcher struct {
 	src    Sources
@@ -119,8 +122,20 @@ func (w *Watcher) Run(ctx context.Context, interval time.Duration) error {
 	var wg sync.WaitGroup
 	defer func() {
 		wg.Wait()
-		for _, p := range w.src.Probes {
-			p.Close()
+		// Removing a probe file is a metadata write on the very disk the
+		// probe watches; on a hung disk it never returns. Wait a moment,
+		// then leave it: the next start truncates the file anyway.
+		closed := make(chan struct{})
+		go func() {
+			defer close(closed)
+			for _, p := range w.src.Probes {
+				p.Close()
+			}
+		}()
+		select {
+		case <-closed:
+		case <-time.After(probeCloseWait):
+			w.lg.Warn("fsync probe file not removed: the disk does not answer")
 		}
 	}()
 	ctx, cancel := context.WithCancel(ctx)

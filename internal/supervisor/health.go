@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -28,6 +29,10 @@ import (
 // restarts a unit that exits non-zero.
 var errStalled = errors.New("the disk under the etcd member is stalled")
 
+// stallExitGrace is added to the member's stop timeout after a stall: the
+// time the rest of the daemon gets to stop before the process just exits.
+const stallExitGrace = 5 * time.Second
+
 // watch is the starvation watch as the daemon runs it: the watcher, the
 // leadership mover and the stall exit.
 type watch struct {
@@ -41,6 +46,7 @@ type watch struct {
 
 	mu           sync.Mutex
 	stalledSince time.Time
+	exiting      bool // the stall exit has begun
 	mover        leaderMover
 }
 
@@ -257,18 +263,35 @@ func (wt *watch) checkStall(r health.Report) {
 	if wt.stalledSince.IsZero() {
 		wt.stalledSince = r.At
 	}
-	if wt.stallFn > 0 && r.At.Sub(wt.stalledSince) >= wt.stallFn {
+	if wt.stallFn > 0 && r.At.Sub(wt.stalledSince) >= wt.stallFn && !wt.exiting {
+		wt.exiting = true
 		wt.s.lg.Error("disk stalled for too long; exiting so systemd restarts etcdvisor",
 			zap.Duration("stalled-for", r.At.Sub(wt.stalledSince)), zap.Duration("stall-exit-after", wt.stallFn),
 			zap.Strings("reasons", reasonTexts(r.Reasons)))
 		select {
 		case wt.fatal <- fmt.Errorf("%w for %s (health.stall-exit-after %s)", errStalled, r.At.Sub(wt.stalledSince).Round(time.Millisecond), wt.stallFn):
+			// The orderly stop can itself hang on the stalled disk: any
+			// part of the daemon may be waiting on etcd's backend, whose
+			// commit waits on the fsync that never returns. Bound it.
+			grace := 2*wt.s.cfg.Etcd.ElectionTimeout.D() + stallExitGrace
+			time.AfterFunc(grace, func() {
+				wt.s.lg.Error("the stop after a stalled disk did not finish; exiting now", zap.Duration("waited", grace))
+				wt.s.lg.Sync()
+				os.Exit(1)
+			})
 		default:
 		}
 	}
 }
 
 func (wt *watch) report() health.Report { return wt.w.Report() }
+
+// stalled reports whether the last judgement saw a stalled disk.
+func (wt *watch) stalled() bool {
+	wt.mu.Lock()
+	defer wt.mu.Unlock()
+	return !wt.stalledSince.IsZero()
+}
 
 func reasonTexts(rs []health.Reason) []string {
 	out := make([]string, len(rs))

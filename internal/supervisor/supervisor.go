@@ -188,7 +188,7 @@ func Run(ctx context.Context, cfg *config.Config, lg *zap.Logger) error {
 			}
 		}, func(err error) {
 			timeout := stopTimeout
-			if errors.Is(err, errStalled) {
+			if errors.Is(err, errStalled) || s.watch.stalled() {
 				// A graceful stop waits on the hung disk; do not wait long.
 				timeout = 2 * cfg.Etcd.ElectionTimeout.D()
 			}
