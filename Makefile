@@ -39,6 +39,7 @@ bench: build tools
 	$(GO) run ./bench -etcd $(BIN)/etcd -etcdvisor $(BIN)/etcdvisor -benchmark $(BIN)/benchmark
 	$(GO) run ./bench -etcd $(BIN)/etcd -etcdvisor $(BIN)/etcdvisor -benchmark $(BIN)/benchmark -members 3 -tls
 	$(GO) run ./bench -etcd $(BIN)/etcd -etcdvisor $(BIN)/etcdvisor -etcdctl $(BIN)/etcdctl -etcdutl $(BIN)/etcdutl -snapshot
+	$(GO) run ./bench -etcd $(BIN)/etcd -etcdvisor $(BIN)/etcdvisor -starvation
 
 clean:
 	rm -rf $(BIN)

@@ -61,6 +61,8 @@ type options struct {
 	snapshot         bool
 	dbSize           string
 	etcdctl, etcdutl string
+	// -starvation mode (starvation.go)
+	starvation bool
 }
 
 func main() {
@@ -80,6 +82,7 @@ func main() {
 	flag.StringVar(&o.dbSize, "db-size", "256MiB", "with -snapshot: fill the member's DB to at least this size")
 	flag.StringVar(&o.etcdctl, "etcdctl", "bin/etcdctl", "with -snapshot: etcdctl v3.7.3 (cd tools && go build -o ../bin/etcdctl go.etcd.io/etcd/etcdctl/v3)")
 	flag.StringVar(&o.etcdutl, "etcdutl", "bin/etcdutl", "with -snapshot: etcdutl v3.7.3 (cd tools && go build -o ../bin/etcdutl go.etcd.io/etcd/etcdutl/v3)")
+	flag.BoolVar(&o.starvation, "starvation", false, "instead: slow the leader's fsyncs (200ms, 500ms) in 3-member clusters of plain etcd and of etcdvisor with the leader move off and on, under a steady write load (needs root: FUSE)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "bench: unexpected arguments %q\n", flag.Args())
@@ -88,6 +91,9 @@ func main() {
 	runMode := run
 	if o.snapshot {
 		runMode = runSnapshot
+	}
+	if o.starvation {
+		runMode = runStarvation
 	}
 	if err := runMode(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench: FAILED:", err)
