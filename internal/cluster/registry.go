@@ -166,6 +166,9 @@ func (r *Registry) publish(ctx context.Context, lease clientv3.LeaseID) (clientv
 // List reads every published record, by member name. A serializable read:
 // it answers from this member even without quorum (and may then be stale).
 func List(ctx context.Context, cli *clientv3.Client) (map[string]Record, error) {
+	if cli == nil {
+		return nil, errors.New("read registry: the member is not running")
+	}
 	resp, err := cli.Get(ctx, NodesPrefix, clientv3.WithPrefix(), clientv3.WithSerializable())
 	if err != nil {
 		return nil, fmt.Errorf("read registry: %w", err)

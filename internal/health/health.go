@@ -101,7 +101,9 @@ type Latency struct {
 	P99      time.Duration
 	Count    int
 	InFlight time.Duration
-	Known    bool
+	// Last is the most recent completed observation; 0 when unknown.
+	Last  time.Duration
+	Known bool
 }
 
 // Peer is the round trip to one peer.
@@ -161,7 +163,13 @@ func Evaluate(in Inputs, t Thresholds) (State, []Reason) {
 			rs[len(rs)-1].Stalled = true
 			return
 		}
-		worst := max(l.P99, l.InFlight)
+		// One in flight past the budget counts when the one before it was
+		// slow too: a slowdown seen twice in a row is caught a tick early,
+		// a single slow fsync is not a slow disk.
+		worst := l.P99
+		if l.Last >= degraded {
+			worst = max(worst, l.InFlight)
+		}
 		switch {
 		case worst >= critical:
 			add(signal, Critical, "%s p99 %s over the last %s (budget %s: %s)", what, short(worst), win, short(critical), budget)
@@ -215,7 +223,13 @@ func peerReasons(in Inputs, t Thresholds, add func(string, State, string, ...any
 	}
 	slow := 0
 	for _, p := range in.Peers {
-		worst := max(p.RTT.P99, p.RTT.InFlight)
+		// As for fsyncs: a request in flight past the budget counts once
+		// the last answer was slow too, or once it has waited a whole
+		// election timeout.
+		worst := p.RTT.P99
+		if p.RTT.Last >= t.PeerRTTDegraded || p.RTT.InFlight >= t.StallAfter {
+			worst = max(worst, p.RTT.InFlight)
+		}
 		switch {
 		case !p.Answered:
 			slow++

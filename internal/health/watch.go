@@ -189,7 +189,7 @@ func (w *Watcher) collect(now time.Time) (Inputs, Figures) {
 
 	for _, p := range w.src.Probes {
 		st, fl := p.Stats(now), p.InFlight(now)
-		l := Latency{P99: st.P99, Count: st.Count, InFlight: fl, Known: st.Count > 0 || fl > 0}
+		l := Latency{P99: st.P99, Count: st.Count, InFlight: fl, Last: st.Last, Known: st.Count > 0 || fl > 0}
 		// Several probes: the slowest filesystem speaks for the member.
 		if max(l.P99, l.InFlight) >= max(in.Probe.P99, in.Probe.InFlight) {
 			in.Probe = l
@@ -256,7 +256,7 @@ func (w *Watcher) collect(now time.Time) (Inputs, Figures) {
 			answered := !ps.LastSuccess.IsZero() && now.Sub(ps.LastSuccess) < w.window
 			in.Peers = append(in.Peers, Peer{
 				Name:     name,
-				RTT:      Latency{P99: ps.RTT.P99, Count: ps.RTT.Count, InFlight: ps.InFlight, Known: true},
+				RTT:      Latency{P99: ps.RTT.P99, Count: ps.RTT.Count, InFlight: ps.InFlight, Last: ps.RTT.Last, Known: true},
 				Losses:   ps.Losses,
 				Answered: answered,
 			})

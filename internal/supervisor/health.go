@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcdvisor/etcdvisor/internal/api"
+	"github.com/etcdvisor/etcdvisor/internal/cluster"
 	"github.com/etcdvisor/etcdvisor/internal/fence"
 	"github.com/etcdvisor/etcdvisor/internal/health"
 	"github.com/etcdvisor/etcdvisor/internal/health/etcdstats"
@@ -189,19 +190,28 @@ func (wt *watch) onReport(prev, cur health.Report) {
 }
 
 // fence closes the gate to client requests while this member is critical,
-// and opens it again once it is not. It fences only while, from this
-// member's view, enough other voters answer quickly to form a quorum
-// without it: fencing must never leave the cluster without a quorum of
-// members that serve clients. (Every member judges its own; two critical
-// members of three each see only one healthy voter elsewhere, and neither
-// fences.)
+// and opens it again once it is not.
+//
+// Preconditions, each guarding the cluster against a fence that would
+// refuse every client:
+//   - health.fence is on;
+//   - this member has been critical for fenceDwell: a member that turned
+//     critical a moment ago has published it, and its peers that turned
+//     critical at the same moment (a disk hiccup shared by the whole
+//     host, say) have published theirs by then;
+//   - from this member's view, enough other voters to form a quorum answer
+//     quickly and do not publish that they are critical themselves.
 func (wt *watch) fence(r health.Report) {
 	if !wt.s.cfg.Health.Fence {
 		return
 	}
 	closed, _ := wt.gate.Closed()
-	healthy, quorum := wt.healthyVotersElsewhere(r)
-	want := r.State == health.Critical && healthy >= quorum
+	critical := r.State == health.Critical
+	healthy, quorum := 0, 0
+	if critical {
+		healthy, quorum = wt.healthyVotersElsewhere(r)
+	}
+	want := critical && r.At.Sub(r.Since) >= fenceDwell && healthy >= quorum
 	switch {
 	case want && !closed:
 		why := "critical"
@@ -217,17 +227,24 @@ func (wt *watch) fence(r health.Report) {
 		wt.s.metrics.Health.SetFenced(false)
 		wt.s.lg.Info("serving client requests again", zap.Stringer("state", r.State),
 			zap.Int("healthy-voters-elsewhere", healthy), zap.Int("quorum", quorum))
-	case r.State == health.Critical && !want:
+	case critical && r.At.Sub(r.Since) >= fenceDwell && !want:
 		wt.s.warnOnce("fence-quorum", "this member is critical but keeps serving clients: too few healthy voters elsewhere to fence it",
 			zap.Int("healthy-voters-elsewhere", healthy), zap.Int("quorum", quorum))
 	}
 }
 
-// healthyVotersElsewhere counts the other voting members whose peer URL
-// answered within the window and within the RTT budget, and returns the
+// fenceDwell is how long a member must have been critical before it fences.
+const fenceDwell = 2 * time.Second
+
+// healthyVotersElsewhere counts the other voting members that answered
+// this member's peer probes within the window and the RTT budget and whose
+// etcdvisor does not publish that it is critical, and returns the
 // cluster's quorum size.
 func (wt *watch) healthyVotersElsewhere(r health.Report) (healthy, quorum int) {
 	st := wt.s.lastStatus()
+	ctx, cancel := context.WithTimeout(context.Background(), wt.t.Heartbeat)
+	recs, _ := cluster.List(ctx, wt.s.member.Client())
+	cancel()
 	voters := 0
 	stats := r.PeerStats()
 	for _, m := range st.Members {
@@ -238,9 +255,12 @@ func (wt *watch) healthyVotersElsewhere(r health.Report) (healthy, quorum int) {
 		if m.ID == st.MemberID {
 			continue
 		}
+		if rec, ok := recs[m.Name]; ok && rec.Health == health.Critical.String() {
+			continue
+		}
 		ps, ok := stats[m.Name]
 		if ok && !ps.LastSuccess.IsZero() && r.At.Sub(ps.LastSuccess) < time.Duration(r.Figures.Window) &&
-			max(ps.RTT.P99, ps.InFlight) < wt.t.PeerRTTCritical {
+			ps.RTT.P99 < wt.t.PeerRTTCritical {
 			healthy++
 		}
 	}

@@ -90,11 +90,13 @@ func (m *leaderMover) move(r health.Report) bool {
 	recs, _ := cluster.List(rctx, s.member.Client())
 	rcancel()
 	var candidates []api.Member
+	sayCritical := 0
 	for _, mb := range st.Members {
 		if mb.ID == st.MemberID || mb.IsLearner || len(mb.ClientURLs) == 0 {
 			continue
 		}
 		if rec, ok := recs[mb.Name]; ok && rec.Health == health.Critical.String() {
+			sayCritical++
 			continue
 		}
 		ps, ok := rtt[mb.Name]
@@ -104,8 +106,8 @@ func (m *leaderMover) move(r health.Report) bool {
 		candidates = append(candidates, mb)
 	}
 	if len(candidates) == 0 {
-		m.lg.Warn("this member leads and is critical, but no other voter answers quickly enough to take over; keeping leadership",
-			zap.Strings("reasons", reasonTexts(r.Reasons)))
+		m.lg.Warn("this member leads and is critical, but no other voter can take over (each says it is critical too, or does not answer quickly); keeping leadership",
+			zap.Int("voters-saying-critical", sayCritical), zap.Strings("reasons", reasonTexts(r.Reasons)))
 		s.metrics.Health.LeaderMoveFailed("no-candidate")
 		return false
 	}

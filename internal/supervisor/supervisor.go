@@ -173,6 +173,37 @@ func Run(ctx context.Context, cfg *config.Config, lg *zap.Logger) error {
 			<-done
 		})
 	}
+	// The starvation watch: samples, judges, moves leadership off a
+	// critical leader; a stalled disk ends the group with an error. It is
+	// stopped, and waited for, before the member: a judgement reads the
+	// registry through the in-process client, and a read of a closed
+	// member's backend crashes the process. The wait is bounded, because
+	// on a stalled disk that read never returns either.
+	{
+		wctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		g.Add(func() error {
+			defer close(done)
+			return s.watch.run(wctx, s.member.Ready())
+		}, func(error) {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(2 * cfg.Etcd.ElectionTimeout.D()):
+				lg.Warn("the starvation watch did not stop in time; stopping the member anyway")
+			}
+		})
+	}
+	// Scheduled snapshots. Interrupted before the member stops, so a
+	// snapshot in progress is cut short rather than racing the close.
+	{
+		sctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error {
+			return s.snaps.run(sctx, s.member.Ready())
+		}, func(error) {
+			cancel()
+		})
+	}
 	// The member: its error ends the group; its interrupt stops etcd,
 	// which hands leadership away if this member leads. The socket still
 	// answers "stopping" meanwhile, because it is interrupted after this.
@@ -200,26 +231,6 @@ func Run(ctx context.Context, cfg *config.Config, lg *zap.Logger) error {
 				lg.Info("etcd member stopped")
 			}
 			close(stopped)
-		})
-	}
-	// Scheduled snapshots. Interrupted before the member stops, so a
-	// snapshot in progress is cut short rather than racing the close.
-	{
-		sctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error {
-			return s.snaps.run(sctx, s.member.Ready())
-		}, func(error) {
-			cancel()
-		})
-	}
-	// The starvation watch: samples, judges, moves leadership off a
-	// critical leader; a stalled disk ends the group with an error.
-	{
-		wctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error {
-			return s.watch.run(wctx, s.member.Ready())
-		}, func(error) {
-			cancel()
 		})
 	}
 	// The control socket.

@@ -82,9 +82,10 @@ func TestSampleReportsTheWindowsP99BucketAndCounterDeltas(t *testing.T) {
 	// 99 fast fsyncs and one slow: the 99th lands in the (1ms, 2ms] bucket.
 	observe(f.walFsync, 99, 1500*time.Microsecond)
 	observe(f.walFsync, 1, 100*time.Millisecond)
-	// 98 fast commits and two slow: the 99th lands in (64ms, 128ms].
-	observe(f.backendCommit, 98, 500*time.Microsecond)
-	observe(f.backendCommit, 2, 100*time.Millisecond)
+	// 97 fast commits and three slow: the 99th lands in (64ms, 128ms].
+	// (Two slow would not: the two slowest alone never set the p99.)
+	observe(f.backendCommit, 97, 500*time.Microsecond)
+	observe(f.backendCommit, 3, 100*time.Millisecond)
 	f.heartbeatFailures.Add(3)
 	f.slowApplies.Add(1)
 	f.slowReadIndex.Add(4)

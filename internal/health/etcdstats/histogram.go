@@ -79,6 +79,10 @@ func (h hist) quantile(q float64) (time.Duration, uint64) {
 	}
 	total := h.counts[n-1]
 	rank := q * float64(total)
+	if total >= 3 {
+		// As window's quantile: the two slowest alone never set it.
+		rank = min(rank, float64(total-2))
+	}
 	i := 0
 	for i < n-1 && float64(h.counts[i]) < rank {
 		i++

@@ -55,6 +55,8 @@ type Stats struct {
 	P50   time.Duration
 	P99   time.Duration
 	Max   time.Duration
+	// Last is the most recent observation.
+	Last time.Duration
 }
 
 // Stats returns the summary of the observations in (now-span, now].
@@ -70,12 +72,14 @@ func (w *Window) Stats(now time.Time) Stats {
 	if len(vs) == 0 {
 		return Stats{}
 	}
+	last := vs[len(vs)-1]
 	slices.Sort(vs)
 	return Stats{
 		Count: len(vs),
 		P50:   quantile(vs, 0.50),
 		P99:   quantile(vs, 0.99),
 		Max:   vs[len(vs)-1],
+		Last:  last,
 	}
 }
 
@@ -91,10 +95,17 @@ func (w *Window) prune(now time.Time) {
 }
 
 // quantile returns the nearest-rank quantile of sorted values: the smallest
-// value with at least q of the observations at or below it. With few
-// observations p99 is the maximum, which is what a latency budget wants.
+// value with at least q of the observations at or below it, except that a
+// high quantile never rests on the two largest values alone. With the few
+// dozen observations of a window, the nearest-rank p99 is the maximum, and
+// one fsync that met a busy moment on a shared disk would make a healthy
+// member critical; a real slowdown is slow three times and more.
 func quantile(sorted []time.Duration, q float64) time.Duration {
-	rank := int(q*float64(len(sorted))+0.999999999) - 1
-	rank = max(0, min(rank, len(sorted)-1))
+	n := len(sorted)
+	rank := int(q*float64(n)+0.999999999) - 1
+	if n >= 3 {
+		rank = min(rank, n-3)
+	}
+	rank = max(0, min(rank, n-1))
 	return sorted[rank]
 }
