@@ -318,14 +318,28 @@ func (s *saver) run(ctx context.Context, cli *clientv3.Client, endpoint string) 
 	if o.RateLimit > 0 {
 		src = &rateLimitedReader{ctx: ctx, r: src, rate: o.RateLimit, start: time.Now()}
 	}
-	pf := newPrefetchReader(ctx, src)
-	defer pf.Close()
-	tr := newTrailerReader(pf)
+	// Two goroutines share the work. A plain save only hashes and writes:
+	// the stream is received on the prefetch goroutine, hashed and written
+	// here. A compressed or encrypted save has more to do here, so the
+	// trailer's sha256 moves to the receiving goroutine.
+	var tr *trailerReader
+	var in io.Reader
+	if plainForm {
+		pf := newPrefetchReader(ctx, src)
+		defer pf.Close()
+		tr = newTrailerReader(pf)
+		in = tr
+	} else {
+		tr = newTrailerReader(src)
+		pf := newPrefetchReader(ctx, tr)
+		defer pf.Close()
+		in = pf
+	}
 	dst := w
 	if plainCopy != nil {
 		dst = io.MultiWriter(plainCopy, w)
 	}
-	if _, err := io.CopyBuffer(dst, tr, make([]byte, readBufSize)); err != nil {
+	if _, err := io.CopyBuffer(dst, in, make([]byte, readBufSize)); err != nil {
 		if errors.Is(err, ErrChecksum) || errors.Is(err, ErrNotSnapshot) {
 			return Manifest{}, fmt.Errorf("check sha256 trailer: %w", err)
 		}
