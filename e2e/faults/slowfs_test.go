@@ -93,8 +93,13 @@ func TestFsyncLatencyIsInjectedIntoEveryFsyncAndCounted(t *testing.T) {
 	if fsyncs < 3 {
 		t.Errorf("fsyncs counted with latency: got %d, want at least 3", fsyncs)
 	}
-	if got, want := slow.InjectedDelay-fast.InjectedDelay, time.Duration(fsyncs)*latency; got < want {
-		t.Errorf("injected delay for %d fsyncs: got %s, want at least %s", fsyncs, got, want)
+	// Each of the 3 calls returns only after one full delay. The kernel may
+	// interrupt a delayed request when the test process gets a signal (the
+	// Go runtime's preemption signals do that under load); Go retries the
+	// call, so more fsyncs are counted than made, with a cut-short delay
+	// among them. The bound is the calls made.
+	if got, want := slow.InjectedDelay-fast.InjectedDelay, 3*latency; got < want {
+		t.Errorf("injected delay for 3 fsync calls (%d counted): got %s, want at least %s", fsyncs, got, want)
 	}
 
 	for name, want := range map[string]string{"fast": "fast", "slow": "slow"} {
@@ -129,8 +134,9 @@ func TestWriteLatencyIsInjectedIntoEveryWriteAndTheDataReachesTheBackingFile(t *
 	if writes < 3 {
 		t.Errorf("writes counted: got %d, want at least 3", writes)
 	}
-	if got, want := after.InjectedDelay-before.InjectedDelay, time.Duration(writes)*latency; got < want {
-		t.Errorf("injected delay for %d writes: got %s, want at least %s", writes, got, want)
+	// As for fsyncs: the bound is the 3 calls made, not the writes counted.
+	if got, want := after.InjectedDelay-before.InjectedDelay, 3*latency; got < want {
+		t.Errorf("injected delay for 3 write calls (%d counted): got %s, want at least %s", writes, got, want)
 	}
 	// No write-back cache: the data is in the backing file before any
 	// fsync or close.
