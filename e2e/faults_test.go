@@ -241,6 +241,23 @@ func TestAMemberRemovedFromItsClusterStopsTheDaemonWithAnError(t *testing.T) {
 	pb := startDaemon(t, []string{"--config", b.writeConfig(t)})
 	pb.waitReady()
 
+	// Removing the leader of a two-member cluster can leave the survivor
+	// with a configuration it never saw committed: two voters, one gone,
+	// no quorum. An operator (and etcdvisor's own member remove) moves
+	// leadership off a member first; so does this test, since a's leader
+	// check-quorum may have handed leadership to b while b started.
+	clis := []*clientv3.Client{cli, newClient(t, b.clientURL)}
+	aID := memberStatus(ctx, t, clis, 0).Header.MemberId
+	if leader := waitLeader(ctx, t, clis, []int{0, 1}, "one leader", func(l uint64) bool { return l != 0 }); leader != aID {
+		mctx, mcancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := clis[1].MoveLeader(mctx, aID)
+		mcancel()
+		if err != nil {
+			t.Fatalf("move leadership to a: %v", err)
+		}
+		waitLeader(ctx, t, clis, []int{0, 1}, "a leads", func(l uint64) bool { return l == aID })
+	}
+
 	// etcd refuses a removal until the members have been connected for a
 	// while ("unhealthy cluster"); retry a bounded number of times.
 	for attempt := 1; ; attempt++ {

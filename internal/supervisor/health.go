@@ -182,7 +182,11 @@ func (wt *watch) onReport(prev, cur health.Report) {
 			s.lg.Info("member health changed", fields...)
 		}
 	}
-	if cur.State == health.Critical {
+	// The move acts on this moment's verdict too, not only the reported
+	// state: hysteresis holds "critical" for recover-after once the cause
+	// is gone (a peer that was not yet started, say), and a move then
+	// would hand leadership away for nothing.
+	if cur.State == health.Critical && cur.Raw == health.Critical {
 		wt.mover.maybeMove(cur)
 	}
 	wt.fence(cur)
