@@ -88,6 +88,8 @@ type MemberHealth struct {
 	DBSize    int64   `json:"dbSize,omitempty"`
 	Version   string  `json:"version,omitempty"`
 	TookMs    float64 `json:"tookMs,omitempty"`
+	// LeaderID is the leader this member reports (hex); "" when none.
+	LeaderID string `json:"leaderID,omitempty"`
 	// Etcdvisor is what the member's etcdvisor publishes in the registry;
 	// nil when none is alive there.
 	Etcdvisor *EtcdvisorView `json:"etcdvisor,omitempty"`
