@@ -21,6 +21,8 @@ import (
 // loopback: member i listens on 127.0.0.(i+1).
 type Cluster struct {
 	t       *testing.T
+	tls     bool
+	token   string
 	Members []*member
 	Procs   []*process
 	PKI     string // `etcdvisor pki bootstrap` output, when TLS is on
@@ -28,6 +30,7 @@ type Cluster struct {
 
 type clusterOptions struct {
 	members int
+	spare   int
 	tls     bool
 	setup   func(i int, m *member)
 }
@@ -37,6 +40,10 @@ type ClusterOption func(*clusterOptions)
 
 // WithMembers sets the cluster size (default 3).
 func WithMembers(n int) ClusterOption { return func(o *clusterOptions) { o.members = n } }
+
+// WithSpareHosts reserves n more hosts (names and certificates) for
+// members that join later: see Joiner.
+func WithSpareHosts(n int) ClusterOption { return func(o *clusterOptions) { o.spare = n } }
 
 // WithTLS turns on x509 for clients and peers, with certificates made by
 // `etcdvisor pki bootstrap`.
@@ -58,7 +65,7 @@ func NewCluster(t *testing.T, opts ...ClusterOption) *Cluster {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	c := &Cluster{t: t}
+	c := &Cluster{t: t, tls: o.tls, token: "e2e-" + t.Name()}
 	var initial, hosts []string
 	for i := range o.members {
 		ip := fmt.Sprintf("127.0.0.%d", i+1)
@@ -69,7 +76,7 @@ func NewCluster(t *testing.T, opts ...ClusterOption) *Cluster {
 			peerURL:     "http://" + freeAddrOn(t, ip),
 			metricsAddr: freeAddr(t),
 			state:       "new",
-			extra:       "  initial-cluster-token: e2e-" + t.Name() + "\n",
+			extra:       "  initial-cluster-token: " + c.token + "\n",
 		}
 		m.endpoints = filepath.Join(m.dir, "etcd-servers")
 		if o.tls {
@@ -82,6 +89,10 @@ func NewCluster(t *testing.T, opts ...ClusterOption) *Cluster {
 		c.Members = append(c.Members, m)
 		initial = append(initial, m.name+"="+m.advertisedPeerURL())
 		hosts = append(hosts, m.name+"="+ip)
+	}
+	for i := range o.spare {
+		n := o.members + i
+		hosts = append(hosts, fmt.Sprintf("%c=127.0.0.%d", 'a'+n, n+1))
 	}
 	if o.tls {
 		c.PKI = filepath.Join(shortDir(t), "pki")
@@ -114,6 +125,48 @@ func (c *Cluster) waitReady(procs ...*process) {
 	if c.t.Failed() {
 		c.t.FailNow()
 	}
+}
+
+// Joiner prepares host n (0-based over members and spare hosts, so n is
+// at least the cluster's size) to join the running cluster through the
+// endpoints of the given members, replacing the member named replaces if
+// not "". It writes the config; Join starts it.
+func (c *Cluster) Joiner(n int, replaces string, via ...int) *member {
+	c.t.Helper()
+	ip := fmt.Sprintf("127.0.0.%d", n+1)
+	scheme := "http://"
+	if c.tls {
+		scheme = "https://"
+	}
+	m := &member{
+		name:        string(rune('a' + n)),
+		dir:         shortDir(c.t),
+		clientURL:   scheme + freeAddrOn(c.t, ip),
+		peerURL:     scheme + freeAddrOn(c.t, ip),
+		metricsAddr: freeAddr(c.t),
+		state:       "new",
+		extra:       "  initial-cluster-token: " + c.token + "\n",
+	}
+	m.endpoints = filepath.Join(m.dir, "etcd-servers")
+	if c.tls {
+		m.pki = filepath.Join(c.PKI, m.name, "pki")
+	}
+	var eps []string
+	for _, i := range via {
+		eps = append(eps, c.Members[i].clientURL)
+	}
+	m.top = fmt.Sprintf("join:\n  endpoints: [%s]\n  replaces: %q\n", strings.Join(eps, ", "), replaces)
+	m.writeConfig(c.t)
+	return m
+}
+
+// Join starts m's etcdvisor and adds it to the cluster's members.
+func (c *Cluster) Join(m *member) *process {
+	c.t.Helper()
+	p := startDaemon(c.t, []string{"--config", m.configPath()})
+	c.Members = append(c.Members, m)
+	c.Procs = append(c.Procs, p)
+	return p
 }
 
 // Restart starts member i's etcdvisor again with the same config.

@@ -183,7 +183,7 @@ etcd:
   insecure: %t
 %s%s%s`, m.metricsAddr, m.endpoints, m.name, m.dataDir(), m.clientURL, m.clientURL, m.peerURL, m.advertisedPeerURL(), m.cluster, m.state,
 		// Plain http between members: these tests run on loopback only.
-		m.pki == "" && strings.Contains(m.cluster, ","), tlsYAML, m.extra, m.top)
+		m.pki == "" && (strings.Contains(m.cluster, ",") || strings.Contains(m.top, "join:")), tlsYAML, m.extra, m.top)
 	if err := os.WriteFile(m.configPath(), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

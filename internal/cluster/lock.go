@@ -113,6 +113,19 @@ func (l *Lock) Txn(ctx context.Context, ops ...clientv3.Op) error {
 	return nil
 }
 
+// Check confirms the lock is still held, just before a change that cannot
+// itself be made conditional (a raft conf change is not a transaction op):
+// a holder whose lease lapsed stops here instead of changing membership
+// alongside the new holder.
+func (l *Lock) Check(ctx context.Context) error {
+	select {
+	case <-l.Lost():
+		return ErrLockLost
+	default:
+	}
+	return l.Txn(ctx)
+}
+
 // Lost is closed when the lock's session ends: its lease expired or could
 // not be kept alive. An operation holding the lock stops at its next step.
 func (l *Lock) Lost() <-chan struct{} { return l.sess.Done() }

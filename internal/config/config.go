@@ -33,6 +33,7 @@ type Config struct {
 	Endpoints Endpoints `yaml:"endpoints"`
 	Snapshot  Snapshot  `yaml:"snapshot"`
 	Health    Health    `yaml:"health"`
+	Join      Join      `yaml:"join"`
 	Etcd      Etcd      `yaml:"etcd"`
 
 	// src remembers where each value came from, for error messages.
@@ -156,6 +157,27 @@ type Health struct {
 	Fence bool `yaml:"fence"`
 }
 
+// Join adds this member to a running cluster when its data dir holds no
+// member yet: under the cluster's membership lock, after a pre-flight and
+// a snapshot, as a learner that is promoted once it has caught up.
+type Join struct {
+	// Endpoints are client URLs of the running cluster's members.
+	Endpoints URLList `yaml:"endpoints"`
+	// Replaces names a member to remove first (a failed one).
+	Replaces string `yaml:"replaces"`
+	// Force lets Replaces name a member that is still healthy.
+	Force bool `yaml:"force"`
+	// LearnerTimeout: a learner that makes no progress this long is removed
+	// again and the join fails.
+	LearnerTimeout Duration `yaml:"learner-timeout"`
+	// SkipSnapshot skips the snapshot of the cluster taken before the
+	// first change.
+	SkipSnapshot bool `yaml:"skip-snapshot"`
+}
+
+// Joining is whether join is configured.
+func (j Join) Joining() bool { return len(j.Endpoints) > 0 }
+
 // SnapshotDir is where snapshots live: snapshot.dir, or data-dir/snapshots.
 func (c *Config) SnapshotDir() string {
 	if c.Snapshot.Dir != "" {
@@ -267,6 +289,7 @@ func DefaultWithDataDir(dataDir string) *Config {
 			LeaderMoveInterval:     Duration(time.Minute),
 			Fence:                  true,
 		},
+		Join: Join{LearnerTimeout: Duration(5 * time.Minute)},
 		Etcd: Etcd{
 			Name:                     "default",
 			DataDir:                  dataDir,

@@ -19,7 +19,7 @@ func TestParseErrorsNameFileLinePathAndValue(t *testing.T) {
 		{
 			name: "unknown top-level key",
 			yaml: "log:\n  level: info\nbogus: 1\n",
-			want: []string{"etcdvisor.yaml:3: bogus: unknown key; expected one of: log, control, metrics, endpoints, snapshot, health, etcd"},
+			want: []string{"etcdvisor.yaml:3: bogus: unknown key; expected one of: log, control, metrics, endpoints, snapshot, health, join, etcd"},
 		},
 		{
 			name: "unknown nested key",

@@ -42,6 +42,7 @@ func (c *Config) Validate() error {
 
 	v.snapshot()
 	v.health()
+	v.join()
 
 	switch {
 	case e.Name == "":
@@ -330,7 +331,10 @@ func (v *validator) plaintextPeers() {
 			names[name] = true
 		}
 	}
-	if len(names) > 1 {
+	if v.c.Join.Joining() {
+		names["(the cluster joined)"] = true
+	}
+	if len(names) > 1 || v.c.Join.Joining() {
 		v.fail("etcd.peer-transport-security", "", fmt.Sprintf("a %d-member cluster over plain http sends every key unencrypted between hosts; "+
 			"configure peer TLS (etcdvisor pki bootstrap makes the certificates) or set etcd.insecure: true to accept that", len(names)))
 	}
@@ -428,5 +432,22 @@ func (v *validator) health() {
 		if x.degraded > 0 && x.critical > 0 && x.critical < x.degraded {
 			v.fail("health."+x.name+"-critical", x.critical.String(), fmt.Sprintf("must not be below health.%s-degraded (%s)", x.name, x.degraded))
 		}
+	}
+}
+
+func (v *validator) join() {
+	j := &v.c.Join
+	if !j.Joining() {
+		if j.Replaces != "" {
+			v.fail("join.replaces", j.Replaces, "needs join.endpoints: the client URLs of the cluster to join")
+		}
+		return
+	}
+	v.urls("join.endpoints", j.Endpoints, true, v.c.Etcd.ClientTLS)
+	if j.LearnerTimeout <= 0 {
+		v.fail("join.learner-timeout", j.LearnerTimeout.String(), "must be a positive duration, like 5m")
+	}
+	if strings.ContainsAny(j.Replaces, "=,") {
+		v.fail("join.replaces", j.Replaces, "expected one member name")
 	}
 }

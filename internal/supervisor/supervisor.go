@@ -129,9 +129,20 @@ func Run(ctx context.Context, cfg *config.Config, lg *zap.Logger) error {
 		metricsSrv = metrics.NewServer(lg.Named("metrics"), s.metrics.Gatherer(), s.ready)
 	}
 
-	// 3. The member.
+	// 3. A join, when configured and the data dir holds no member yet:
+	//    under the cluster's membership lock, this member becomes a learner
+	//    and the member below starts with the cluster it joins.
+	joining, err := s.prepareJoin(ctx)
+	if err != nil {
+		return fmt.Errorf("join: %w", err)
+	}
+
+	// 4. The member.
 	s.member = etcdrun.NewEmbedded(cfg, lg.Named("etcd"), s.watch.gate.ServerOptions()...)
 	if err := s.member.Start(ctx); err != nil {
+		if joining != nil {
+			joining.close()
+		}
 		return err
 	}
 
@@ -192,6 +203,21 @@ func Run(ctx context.Context, cfg *config.Config, lg *zap.Logger) error {
 			case <-time.After(2 * cfg.Etcd.ElectionTimeout.D()):
 				lg.Warn("the starvation watch did not stop in time; stopping the member anyway")
 			}
+		})
+	}
+	// The rest of a join: promote the learner once it has caught up. Its
+	// failure (a learner that makes no progress, removed again) ends the
+	// daemon with an error.
+	if joining != nil {
+		jctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error {
+			if err := joining.finish(jctx); err != nil {
+				return err
+			}
+			<-jctx.Done()
+			return nil
+		}, func(error) {
+			cancel()
 		})
 	}
 	// Scheduled snapshots. Interrupted before the member stops, so a
