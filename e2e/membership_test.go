@@ -74,8 +74,11 @@ func TestAFailedMemberIsReplacedByANewHost(t *testing.T) {
 	c := NewCluster(t, WithMembers(3), WithSpareHosts(1), WithTLS())
 	ctx, cancel := context.WithTimeout(context.Background(), 2*waitLimit)
 	defer cancel()
+	c.makeLeader(ctx, memberClients(c), 0)
+	w := startWorkload(t, c.Client(0, 1), workloadOptions{})
+	waitUntil(t, "the workload writes", func() bool { return w.writesAcked() > 50 })
 
-	// c dies with its disk.
+	// c dies with its disk; d, on another address, replaces it.
 	c.Procs[2].signal(syscall.SIGKILL)
 	if err := os.RemoveAll(c.Members[2].dataDir()); err != nil {
 		t.Fatal(err)
@@ -83,12 +86,159 @@ func TestAFailedMemberIsReplacedByANewHost(t *testing.T) {
 	d := c.Joiner(3, "c", 0, 1)
 	pd := c.Join(d)
 	pd.waitReady()
+	c.Members, c.Procs = slices.Delete(c.Members, 2, 3), slices.Delete(c.Procs, 2, 3)
 	c.waitVoters(0, "a", "b", "d")
 	rec := c.joinRecord(ctx, "d")
 	if rec.Step != cluster.StepPromoted || rec.RemovedID == "" || rec.Replaces != "c" {
 		t.Errorf("join record: %+v, want step promoted, c removed", rec)
 	}
-	c.Members, c.Procs = append(c.Members[:2], d), append(c.Procs[:2], pd)
+	before := w.writesAcked()
+	waitUntil(t, "writes after the join", func() bool { return w.writesAcked() > before+50 })
+	res := w.stop()
+	if res.failed.put+res.failed.txn > 0 {
+		t.Errorf("%d writes failed during the replace (first: %v)", res.failed.put+res.failed.txn, res.firstErr)
+	}
+	w.check(t)
+	// The new member serves the data, and its etcdvisor sees all three.
 	c.CheckHealthy(2)
+	if _, err := c.Client(2).Put(ctx, "after-replace", "d"); err != nil {
+		t.Errorf("put through the new member: %v", err)
+	}
+	if got := mustRead(t, d.endpoints); !strings.Contains(got, strings.TrimPrefix(d.clientURL, "https://")) {
+		t.Errorf("the new member's endpoints file does not list it: %q", got)
+	}
 	c.Stop()
+}
+
+func TestScalingThreeToFiveAddsOneMemberAtATime(t *testing.T) {
+	c := NewCluster(t, WithMembers(3), WithSpareHosts(2))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*waitLimit)
+	defer cancel()
+	w := startWorkload(t, c.Client(0, 1, 2), workloadOptions{})
+	waitUntil(t, "the workload writes", func() bool { return w.writesAcked() > 50 })
+
+	// Both new hosts start at once: the membership lock lets one join
+	// while the other waits.
+	d, e := c.Joiner(3, "", 0, 1, 2), c.Joiner(4, "", 0, 1, 2)
+	pd, pe := c.Join(d), c.Join(e)
+	pd.waitReady()
+	pe.waitReady()
+	c.waitVoters(0, "a", "b", "c", "d", "e")
+	rd, re := c.joinRecord(ctx, "d"), c.joinRecord(ctx, "e")
+	first, second := rd, re
+	if re.StartedAt.Before(rd.StartedAt) {
+		first, second = re, rd
+	}
+	if first.Step != cluster.StepPromoted || second.Step != cluster.StepPromoted {
+		t.Fatalf("joins did not finish: %+v %+v", first, second)
+	}
+	if !second.StartedAt.After(first.UpdatedAt) || second.LockRev <= first.LockRev {
+		t.Errorf("the joins overlapped: %s held the lock (revision %d) until %s, %s began at %s (revision %d)",
+			first.Name, first.LockRev, first.UpdatedAt, second.Name, second.StartedAt, second.LockRev)
+	}
+	var waited *process = pe
+	if second.Name == "d" {
+		waited = pd
+	}
+	if !strings.Contains(waited.stderr.String(), "waiting for the membership lock") {
+		t.Errorf("%s did not log that it waited for the lock", second.Name)
+	}
+	res := w.stop()
+	if res.failed.put+res.failed.txn > 0 {
+		t.Errorf("%d writes failed while scaling (first: %v)", res.failed.put+res.failed.txn, res.firstErr)
+	}
+	w.check(t)
+	c.CheckHealthy(4)
+	c.Stop()
+}
+
+// joinRefused starts m and expects its etcdvisor to exit non-zero with an
+// error containing want.
+func joinRefused(t *testing.T, m *member, want string) {
+	t.Helper()
+	p := startDaemon(t, []string{"--config", m.configPath()})
+	if code := p.exitCode(); code == 0 {
+		t.Fatalf("join of %s: exit 0, want a refusal containing %q", m.name, want)
+	}
+	if got := p.stderr.String(); !strings.Contains(got, want) {
+		t.Errorf("join of %s refused without saying %q:\n%s", m.name, want, tail(got, 5))
+	}
+}
+
+func TestUnsafeJoinsAreRefusedAndChangeNothing(t *testing.T) {
+	c := NewCluster(t, WithMembers(3), WithSpareHosts(1))
+
+	// A name already in the cluster.
+	dup := c.Joiner(3, "", 0)
+	dup.name = "b"
+	dup.writeConfig(t)
+	joinRefused(t, dup, `a member named "b" is already in the cluster`)
+
+	// Replacing a member that is healthy needs force.
+	healthy := c.Joiner(3, "c", 0)
+	joinRefused(t, healthy, "refusing to remove c: it is healthy")
+
+	// Replacing b while c is down would leave a and c: one healthy of two.
+	// No force overrides that.
+	c.Procs[2].signal(syscall.SIGKILL)
+	forced := c.Joiner(3, "b", 0)
+	forced.top += "  force: true\n"
+	forced.writeConfig(t)
+	joinRefused(t, forced, "fewer than the quorum of 2")
+
+	c.Restart(2)
+	c.waitVoters(0, "a", "b", "c")
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if h, err := cluster.LockHolder(ctx, c.Client(0)); err != nil || h != nil {
+		t.Errorf("the membership lock is still held after the refusals: %+v %v", h, err)
+	}
+	c.Stop()
+}
+
+// A joining etcdvisor killed (-9) right after a step leaves the cluster
+// serving, and started again, it completes the join.
+func TestAJoinKilledAfterAStepCompletesWhenRetried(t *testing.T) {
+	for _, step := range []string{cluster.StepRemoved, cluster.StepLearner} {
+		t.Run(step, func(t *testing.T) {
+			c := NewCluster(t, WithMembers(3), WithSpareHosts(1))
+			ctx, cancel := context.WithTimeout(context.Background(), 2*waitLimit)
+			defer cancel()
+			c.makeLeader(ctx, memberClients(c), 0)
+			c.Procs[2].signal(syscall.SIGKILL)
+
+			watcher := c.Client(0)
+			wch := watcher.Watch(ctx, cluster.JoinsPrefix+"d")
+			d := c.Joiner(3, "c", 0, 1)
+			pd := startDaemon(t, []string{"--config", d.configPath()})
+			var seen cluster.JoinRecord
+			for resp := range wch {
+				for _, ev := range resp.Events {
+					json.Unmarshal(ev.Kv.Value, &seen)
+				}
+				if seen.Step == step {
+					pd.signal(syscall.SIGKILL)
+					break
+				}
+			}
+			if seen.Step != step {
+				t.Fatalf("never saw step %s (last %+v)", step, seen)
+			}
+			// The two remaining voters serve writes meanwhile.
+			wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+			_, err := c.Client(0, 1).Put(wctx, "while-broken", step)
+			wcancel()
+			if err != nil {
+				t.Fatalf("the cluster does not serve after the joiner died after %s: %v", step, err)
+			}
+			pd = c.Join(d)
+			pd.waitReady()
+			c.Members, c.Procs = slices.Delete(c.Members, 2, 3), slices.Delete(c.Procs, 2, 3)
+			c.waitVoters(0, "a", "b", "d")
+			if rec := c.joinRecord(ctx, "d"); rec.Step != cluster.StepPromoted {
+				t.Errorf("after the retry the join record says %+v", rec)
+			}
+			c.Stop()
+		})
+	}
 }

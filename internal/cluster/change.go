@@ -54,7 +54,7 @@ func (c *Changer) Remove(ctx context.Context, lock *Lock, nameOrID string, force
 	if err := lock.Check(ctx); err != nil {
 		return target, err
 	}
-	if _, err := c.Client.MemberRemove(ctx, id); err != nil {
+	if err := retryUnhealthy(ctx, func() error { _, err := c.Client.MemberRemove(ctx, id); return err }); err != nil {
 		return target, fmt.Errorf("remove member %s (%s): %w", displayName(target), target.ID, err)
 	}
 	c.Log.Info("removed member", zap.String("member", displayName(target)), zap.String("id", target.ID), zap.Bool("was-healthy", target.Healthy))
@@ -112,7 +112,11 @@ func (c *Changer) AddLearner(ctx context.Context, lock *Lock, peerURLs []string)
 	if err := lock.Check(ctx); err != nil {
 		return 0, nil, err
 	}
-	resp, err := c.Client.MemberAddAsLearner(ctx, peerURLs)
+	var resp *clientv3.MemberAddResponse
+	err := retryUnhealthy(ctx, func() (err error) {
+		resp, err = c.Client.MemberAddAsLearner(ctx, peerURLs)
+		return err
+	})
 	if err != nil {
 		return 0, nil, fmt.Errorf("add learner with peer URLs %s: %w", strings.Join(peerURLs, ","), err)
 	}
@@ -143,6 +147,27 @@ func InitialCluster(members []*Member, selfID uint64, self string) string {
 	}
 	slices.Sort(parts)
 	return strings.Join(parts, ",")
+}
+
+// unhealthyFor bounds the retries of a change etcd refuses as "unhealthy
+// cluster": etcd's strict reconfiguration check wants every member
+// connected for a few seconds (5 s in etcd 3.x) before it changes the
+// membership, which a cluster that has just started or changed is not.
+const unhealthyFor = 30 * time.Second
+
+func retryUnhealthy(ctx context.Context, change func() error) error {
+	deadline := time.Now().Add(unhealthyFor)
+	for {
+		err := change()
+		if !errors.Is(err, rpctypes.ErrUnhealthy) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // ErrLearnerStuck: the learner made no progress for the learner timeout.

@@ -14,7 +14,11 @@ import (
 // etcdvisor's hands between the check and the change.
 
 // ErrNoLeader: nothing proceeds while the cluster has no leader.
-var ErrNoLeader = errors.New("the cluster has no leader: no membership change proceeds without one (wait for an election, or restore quorum first)")
+var ErrNoLeader = fmt.Errorf("%w: it has no leader: no membership change proceeds without one (wait for an election, or restore quorum first)", ErrNotHealthy)
+
+// ErrNotHealthy marks refusals that a wait may cure: a member that is still
+// starting, or that has just been promoted and not yet answered.
+var ErrNotHealthy = errors.New("the cluster is not healthy")
 
 // CheckLeader refuses any change while no leader is seen.
 func CheckLeader(v View) error {
@@ -64,7 +68,7 @@ func CheckRemove(v View, nameOrID string, force bool) (api.MemberHealth, error) 
 			displayName(target), remaining, healthy, strings.Join(down, ", "), need)
 	}
 	if target.Healthy && !force {
-		return target, fmt.Errorf("refusing to remove %s: it is healthy. Removing it leaves %d voters, which tolerate %d failure(s) instead of %d until a replacement joins; pass --force if that is what you mean",
+		return target, fmt.Errorf("refusing to remove %s: it is healthy. Removing it leaves %d voters, which tolerate %d failure(s) instead of %d until a replacement joins; force it (join.force, or --force) if that is what you mean",
 			displayName(target), remaining, (remaining-1)/2, (len(v.Voters())-1)/2)
 	}
 	return target, nil
@@ -111,7 +115,7 @@ func checkAdd(v View, name string, peerURLs []string, allHealthy bool) error {
 		}
 	}
 	if len(down) > 0 && (allHealthy || len(voters)-len(down) < Quorum(len(voters))) {
-		return fmt.Errorf("the cluster is not healthy, refusing to add a member: %s", strings.Join(down, "; "))
+		return fmt.Errorf("%w, refusing to add a member: %s", ErrNotHealthy, strings.Join(down, "; "))
 	}
 	return nil
 }

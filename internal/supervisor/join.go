@@ -161,10 +161,26 @@ func (j *joiner) begin(ctx context.Context, local *cluster.JoinRecord) error {
 		j.lg.Info("the member to replace is not in the cluster (removed already); adding this member", zap.String("replaces", replaces))
 		replaces = ""
 	}
-	if replaces != "" {
-		_, err = cluster.CheckRemoveThenAdd(v, replaces, name, peerURLs, cfg.Join.Force)
-	} else {
-		err = cluster.CheckAdd(v, name, peerURLs)
+	check := func(v cluster.View) error {
+		if replaces != "" {
+			_, err := cluster.CheckRemoveThenAdd(v, replaces, name, peerURLs, cfg.Join.Force)
+			return err
+		}
+		return cluster.CheckAdd(v, name, peerURLs)
+	}
+	// A cluster that is briefly unhealthy (a member promoted a moment ago
+	// by the join before this one, not serving yet) gets a while to settle
+	// before the join is refused; every other refusal is final.
+	deadline := time.Now().Add(healthyWait)
+	for err = check(v); errors.Is(err, cluster.ErrNotHealthy) && time.Now().Before(deadline); err = check(v) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+		if v, err = j.ch.Observe(ctx); err != nil {
+			return err
+		}
 	}
 	if err != nil {
 		return err
@@ -328,7 +344,17 @@ func (j *joiner) finish(ctx context.Context) error {
 	err := j.ch.Promote(ctx, j.lock, j.id, progress, j.s.cfg.Join.LearnerTimeout.D())
 	switch {
 	case err == nil:
-		return j.record(ctx, cluster.StepPromoted)
+		if err := j.record(ctx, cluster.StepPromoted); err != nil {
+			return err
+		}
+		// The lock goes only once this member serves: the next change
+		// must find a cluster whose voters all answer.
+		select {
+		case <-j.s.member.Ready():
+			j.lg.Info("joined the cluster: this member is a voter and serves")
+		case <-ctx.Done():
+		}
+		return nil
 	case errors.Is(err, cluster.ErrLearnerStuck):
 		j.lg.Error("the learner is not catching up; removing it again", zap.Error(err))
 		j.rec.Error = err.Error()
@@ -345,6 +371,10 @@ func (j *joiner) finish(ctx context.Context) error {
 		return fmt.Errorf("join: %w", err)
 	}
 }
+
+// healthyWait is how long a join waits for an unhealthy cluster to
+// recover before it refuses.
+const healthyWait = 30 * time.Second
 
 func memberWithPeerURL(v cluster.View, urls []string) (api.MemberHealth, bool) {
 	for _, m := range v.Members {
