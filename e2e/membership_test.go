@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -241,4 +242,81 @@ func TestAJoinKilledAfterAStepCompletesWhenRetried(t *testing.T) {
 			c.Stop()
 		})
 	}
+}
+
+func TestMemberRemoveFollowsTheSafetyRules(t *testing.T) {
+	c := NewCluster(t, WithMembers(3))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*waitLimit)
+	defer cancel()
+	cfgA := c.Members[0].configPath()
+
+	_, errOut, code := runCLI(t, "member", "remove", "c", "--config", cfgA)
+	if code == 0 || !strings.Contains(errOut, "refusing to remove c: it is healthy") {
+		t.Errorf("remove a healthy member without --force: exit %d %q", code, errOut)
+	}
+
+	// With c down, removing a would leave b and c: one healthy of two.
+	// No force overrides that.
+	c.Procs[2].signal(syscall.SIGKILL)
+	_, errOut, code = runCLI(t, "member", "remove", "a", "--force", "--config", cfgA)
+	if code == 0 || !strings.Contains(errOut, "fewer than the quorum of 2") {
+		t.Errorf("remove a healthy voter while another is down: exit %d %q", code, errOut)
+	}
+	c.Restart(2)
+
+	// The leader is removed only after it hands leadership over.
+	clis := memberClients(c)
+	c.makeLeader(ctx, clis, 1)
+	out, errOut, code := runCLI(t, "member", "remove", "b", "--force", "--config", cfgA)
+	if code != 0 || !strings.Contains(out, "Removed member b") {
+		t.Fatalf("remove the leader with --force: exit %d %q %q", code, out, errOut)
+	}
+	if code := c.Procs[1].exitCode(); code == 0 {
+		t.Error("the removed member's etcdvisor exited 0")
+	}
+	if got := c.Procs[0].stderr.String() + c.Procs[2].stderr.String(); !strings.Contains(got, "moved leadership off the member to be removed") {
+		t.Error("leadership was not moved before the leader was removed")
+	}
+	c.Members, c.Procs = slices.Delete(c.Members, 1, 2), slices.Delete(c.Procs, 1, 2)
+	c.waitVoters(0, "a", "c")
+	if _, err := c.Client(0, 1).Put(ctx, "after-remove", "x"); err != nil {
+		t.Fatalf("put after removing the leader: %v", err)
+	}
+
+	c.Stop()
+}
+
+func TestAbortJoinRemovesTheLearnerAndMovesItsDataAside(t *testing.T) {
+	c := NewCluster(t, WithMembers(3), WithSpareHosts(1))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*waitLimit)
+	defer cancel()
+	wch := c.Client(0).Watch(ctx, cluster.JoinsPrefix+"d")
+	d := c.Joiner(3, "", 0, 1, 2)
+	pd := startDaemon(t, []string{"--config", d.configPath()})
+	var seen cluster.JoinRecord
+	for resp := range wch {
+		for _, ev := range resp.Events {
+			json.Unmarshal(ev.Kv.Value, &seen)
+		}
+		if seen.Step == cluster.StepLearner {
+			pd.signal(syscall.SIGKILL)
+			break
+		}
+	}
+	out, errOut, code := runCLI(t, "member", "abort-join", "--config", d.configPath())
+	if code != 0 || !strings.Contains(out, "learner "+seen.LearnerID+" removed") {
+		t.Fatalf("abort-join: exit %d %q %q", code, out, errOut)
+	}
+	c.waitVoters(0, "a", "b", "c")
+	if rec := c.joinRecord(ctx, "d"); rec.Step != cluster.StepAborted {
+		t.Errorf("join record after abort: %+v", rec)
+	}
+	if _, err := os.Stat(filepath.Join(d.dataDir(), "member")); err == nil {
+		t.Error("the aborted learner's member dir is still in place")
+	}
+	// Aborting again finds nothing left to undo, and says so.
+	if _, errOut, code := runCLI(t, "member", "abort-join", "--config", d.configPath()); code == 0 {
+		t.Errorf("a second abort-join succeeded: %q", errOut)
+	}
+	c.Stop()
 }

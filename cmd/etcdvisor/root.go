@@ -98,6 +98,17 @@ func (o *clientOptions) get(path string, out any) error {
 	return c.Get(ctx, path, out)
 }
 
+// post asks the daemon for a change, within changeTimeout.
+func (o *clientOptions) post(path string, in, out any) error {
+	c, err := o.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), changeTimeout)
+	defer cancel()
+	return c.Post(ctx, path, in, out)
+}
+
 func exactArgs(n int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := cobra.ExactArgs(n)(cmd, args); err != nil {

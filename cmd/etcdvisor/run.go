@@ -16,6 +16,11 @@ type runOptions struct {
 	name      string
 	logLevel  string
 	logFormat string
+
+	// member join's flags, over the config's join section.
+	joinEndpoints []string
+	replaces      string
+	force         bool
 }
 
 func newRunCommand() *cobra.Command {
@@ -32,13 +37,17 @@ when it exists, it runs from that file; flags override it.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
+	o.bind(cmd)
+	return cmd
+}
+
+func (o *runOptions) bind(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&o.config, "config", "", "config file (YAML)")
 	f.StringVar(&o.dataDir, "data-dir", "", "etcd's data dir; overrides etcd.data-dir")
 	f.StringVar(&o.name, "name", "", "member name; overrides etcd.name")
 	f.StringVar(&o.logLevel, "log-level", "", "debug, info, warn or error; overrides log.level")
 	f.StringVar(&o.logFormat, "log-format", "", "json or console; overrides log.format")
-	return cmd
 }
 
 func (o *runOptions) run(cmd *cobra.Command) error {
@@ -57,6 +66,15 @@ func (o *runOptions) run(cmd *cobra.Command) error {
 	override("name", "etcd.name", &cfg.Etcd.Name, o.name)
 	override("log-level", "log.level", &cfg.Log.Level, o.logLevel)
 	override("log-format", "log.format", &cfg.Log.Format, o.logFormat)
+	override("replaces", "join.replaces", &cfg.Join.Replaces, o.replaces)
+	if flags.Changed("endpoints") {
+		cfg.Join.Endpoints = o.joinEndpoints
+		cfg.SetByFlag("join.endpoints", "endpoints")
+	}
+	if flags.Changed("force") {
+		cfg.Join.Force = o.force
+		cfg.SetByFlag("join.force", "force")
+	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}

@@ -108,3 +108,22 @@ type EtcdvisorView struct {
 type MemberList struct {
 	Members []MemberHealth `json:"members"`
 }
+
+// RemoveRequest is POST /v1/members/remove.
+type RemoveRequest struct {
+	Name  string `json:"name"` // member name or hex ID
+	Force bool   `json:"force"`
+}
+
+// AddRequest is POST /v1/members: add a learner.
+type AddRequest struct {
+	Name     string   `json:"name"`
+	PeerURLs []string `json:"peerURLs"`
+}
+
+// AddResponse tells the new member how to start.
+type AddResponse struct {
+	ID                  string `json:"id"`
+	InitialCluster      string `json:"initialCluster"`
+	InitialClusterState string `json:"initialClusterState"`
+}

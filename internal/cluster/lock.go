@@ -51,7 +51,7 @@ type Holder struct {
 func AcquireLock(ctx context.Context, cli *clientv3.Client, holder string, onWait func(Holder)) (*Lock, error) {
 	sess, err := concurrency.NewSession(cli, concurrency.WithTTL(int(lockTTL/time.Second)), concurrency.WithContext(context.WithoutCancel(ctx)))
 	if err != nil {
-		return nil, fmt.Errorf("membership lock: open a session: %w", err)
+		return nil, fmt.Errorf("membership lock: open a session (this needs a cluster with a quorum): %w", err)
 	}
 	mu := concurrency.NewMutex(sess, LockKey)
 	err = mu.TryLock(ctx)

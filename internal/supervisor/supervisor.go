@@ -501,6 +501,32 @@ func (s *Supervisor) controlServer() (*control.Server, net.Listener, error) {
 		}
 		control.WriteJSON(w, http.StatusOK, s.withRegistry(ctx, list))
 	})
+	srv.Handle("POST", "/v1/members/remove", func(w http.ResponseWriter, r *http.Request) {
+		var req api.RemoveRequest
+		if err := control.DecodeJSON(r, &req); err != nil {
+			control.WriteError(w, http.StatusBadRequest, "%v", err)
+			return
+		}
+		got, err := s.removeMember(r.Context(), req)
+		if err != nil {
+			control.WriteError(w, http.StatusConflict, "%v", err)
+			return
+		}
+		control.WriteJSON(w, http.StatusOK, got)
+	})
+	srv.Handle("POST", "/v1/members", func(w http.ResponseWriter, r *http.Request) {
+		var req api.AddRequest
+		if err := control.DecodeJSON(r, &req); err != nil {
+			control.WriteError(w, http.StatusBadRequest, "%v", err)
+			return
+		}
+		got, err := s.addMember(r.Context(), req)
+		if err != nil {
+			control.WriteError(w, http.StatusConflict, "%v", err)
+			return
+		}
+		control.WriteJSON(w, http.StatusOK, got)
+	})
 	s.lg.Info("serving control socket", zap.String("path", path), zap.Stringer("mode", mode))
 	return srv, ln, nil
 }
