@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/etcdvisor/etcdvisor/internal/config"
+	"github.com/etcdvisor/etcdvisor/internal/supervisor"
 	"github.com/etcdvisor/etcdvisor/internal/control"
 )
 
@@ -28,6 +29,11 @@ func Execute() int {
 	err := root.Execute()
 	if err == nil {
 		return exitOK
+	}
+	if errors.Is(err, supervisor.ErrRestart) {
+		// A planned restart: systemd starts the unit again on this status.
+		fmt.Fprintln(os.Stderr, "etcdvisor: exiting to be restarted (rolling restart)")
+		return supervisor.ExitRestart
 	}
 	fmt.Fprintln(os.Stderr, "etcdvisor:", err)
 	var ue usageError
@@ -51,6 +57,7 @@ See how it is doing:                    etcdvisor status`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(
 		newRunCommand(),
+		newClusterCommand(),
 		newStatusCommand(),
 		newHealthCommand(),
 		newEtcdServersCommand(),

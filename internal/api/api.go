@@ -127,3 +127,8 @@ type AddResponse struct {
 	InitialCluster      string `json:"initialCluster"`
 	InitialClusterState string `json:"initialClusterState"`
 }
+
+// RollingRequest is POST /v1/cluster/rolling-restart.
+type RollingRequest struct {
+	Abort bool `json:"abort"`
+}

@@ -46,7 +46,7 @@ func (c *Changer) Remove(ctx context.Context, lock *Lock, nameOrID string, force
 		return target, err
 	}
 	if target.IsLeader {
-		if err := c.moveLeaderOff(ctx, v, target); err != nil {
+		if err := c.MoveLeaderOff(ctx, v, target); err != nil {
 			return target, err
 		}
 	}
@@ -61,9 +61,9 @@ func (c *Changer) Remove(ctx context.Context, lock *Lock, nameOrID string, force
 	return target, nil
 }
 
-// moveLeaderOff hands leadership from the leader to the healthy voter with
+// MoveLeaderOff hands leadership from the leader to the healthy voter with
 // the highest raft index, asking the leader itself (only it can).
-func (c *Changer) moveLeaderOff(ctx context.Context, v View, leader api.MemberHealth) error {
+func (c *Changer) MoveLeaderOff(ctx context.Context, v View, leader api.MemberHealth) error {
 	var to api.MemberHealth
 	for _, m := range v.Voters() {
 		if m.ID != leader.ID && m.Healthy && m.RaftIndex >= to.RaftIndex {
@@ -71,7 +71,7 @@ func (c *Changer) moveLeaderOff(ctx context.Context, v View, leader api.MemberHe
 		}
 	}
 	if to.ID == "" {
-		return fmt.Errorf("refusing to remove the leader %s: no other healthy voter can take over", displayName(leader))
+		return fmt.Errorf("no other healthy voter can take over from the leader %s", displayName(leader))
 	}
 	cli, err := c.Dial(ctx, leader)
 	if err != nil {

@@ -5,6 +5,7 @@ package supervisor
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -56,6 +57,7 @@ type Supervisor struct {
 	metrics *metrics.Metrics
 	notify  *notify.Notifier
 	started time.Time
+	run     string // this process's run ID: tells a restarted etcdvisor from the one that exited
 
 	// tickHook, when set, runs at the start of every loop tick; tests use
 	// it to stall the loop and watch the watchdog pings stop.
@@ -75,6 +77,7 @@ func Run(ctx context.Context, cfg *config.Config, lg *zap.Logger) error {
 		lg:      lg,
 		notify:  notify.New(lg.Named("notify")),
 		started: time.Now(),
+		run:     rand.Text(),
 		phase:   api.PhaseStarting,
 	}
 	s.metrics = metrics.New(version.Version, version.Etcd, version.Go, s.started)
@@ -216,6 +219,17 @@ func Run(ctx context.Context, cfg *config.Config, lg *zap.Logger) error {
 			}
 			<-jctx.Done()
 			return nil
+		}, func(error) {
+			cancel()
+		})
+	}
+	// Rolling operations: this member's turn ends the group with
+	// ErrRestart, after it has handed leadership away.
+	{
+		rl := &roller{s: s, lg: lg.Named("rolling")}
+		rctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error {
+			return rl.run(rctx, s.member.Ready())
 		}, func(error) {
 			cancel()
 		})
@@ -523,6 +537,36 @@ func (s *Supervisor) controlServer() (*control.Server, net.Listener, error) {
 		got, err := s.addMember(r.Context(), req)
 		if err != nil {
 			control.WriteError(w, http.StatusConflict, "%v", err)
+			return
+		}
+		control.WriteJSON(w, http.StatusOK, got)
+	})
+	srv.Handle("POST", "/v1/cluster/rolling-restart", func(w http.ResponseWriter, r *http.Request) {
+		var req api.RollingRequest
+		if err := control.DecodeJSON(r, &req); err != nil {
+			control.WriteError(w, http.StatusBadRequest, "%v", err)
+			return
+		}
+		who := fmt.Sprintf("etcdvisor cluster rolling-restart on member %s", s.cfg.Etcd.Name)
+		var got cluster.Rolling
+		var err error
+		if req.Abort {
+			got, err = s.abortRolling(r.Context(), who)
+		} else {
+			got, err = s.startRolling(r.Context(), who)
+		}
+		if err != nil {
+			control.WriteError(w, http.StatusConflict, "%v", err)
+			return
+		}
+		control.WriteJSON(w, http.StatusOK, got)
+	})
+	srv.Handle("GET", "/v1/cluster", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		got, err := s.clusterStatus(ctx)
+		if err != nil {
+			control.WriteError(w, http.StatusServiceUnavailable, "%v", err)
 			return
 		}
 		control.WriteJSON(w, http.StatusOK, got)

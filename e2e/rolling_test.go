@@ -1,0 +1,164 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/etcdvisor/etcdvisor/internal/cluster"
+)
+
+// systemdStandIn starts a member's etcdvisor again when it exits
+// non-zero, as the unit's Restart=on-failure and RestartForceExitStatus=75
+// do. It is a stand-in because no systemd runs as PID 1 here; the unit
+// itself is checked with systemd-analyze in the systemd package.
+type systemdStandIn struct {
+	c  *Cluster
+	wg sync.WaitGroup
+
+	mu       sync.Mutex
+	stopped  bool
+	restarts map[string][]int // member name: exit codes it was restarted after
+}
+
+func (c *Cluster) superviseLikeSystemd() *systemdStandIn {
+	s := &systemdStandIn{c: c, restarts: map[string][]int{}}
+	for i := range c.Procs {
+		s.wg.Go(func() { s.watch(i) })
+	}
+	return s
+}
+
+func (s *systemdStandIn) watch(i int) {
+	for {
+		s.mu.Lock()
+		p := s.c.Procs[i]
+		s.mu.Unlock()
+		<-p.done
+		code := p.exitCode()
+		s.mu.Lock()
+		if s.stopped || code == 0 {
+			s.mu.Unlock()
+			return
+		}
+		m := s.c.Members[i]
+		s.restarts[m.name] = append(s.restarts[m.name], code)
+		s.c.Procs[i] = startDaemon(s.c.t, []string{"--config", m.configPath()})
+		s.mu.Unlock()
+	}
+}
+
+// proc is member i's current process.
+func (s *systemdStandIn) proc(i int) *process {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.c.Procs[i]
+}
+
+// stop ends the restarts and stops every member.
+func (s *systemdStandIn) stop() map[string][]int {
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+	s.c.Stop()
+	s.wg.Wait()
+	return s.restarts
+}
+
+// rollingOf reads the rolling operation through member i's client.
+func (c *Cluster) rollingOf(ctx context.Context, i int) cluster.Rolling {
+	c.t.Helper()
+	r, err := cluster.ReadRolling(ctx, c.Client(i))
+	if err != nil || r == nil {
+		c.t.Fatalf("read the rolling operation: %v %v", r, err)
+	}
+	return *r
+}
+
+func TestRollingRestartOfFiveMembersTakesTheLeaderLast(t *testing.T) {
+	c := NewCluster(t, WithMembers(5))
+	ctx, cancel := context.WithTimeout(context.Background(), 4*waitLimit)
+	defer cancel()
+	leader := c.Members[c.Leader()].name
+	sd := c.superviseLikeSystemd()
+	w := startWorkload(t, c.Client(0, 1, 2, 3, 4), workloadOptions{})
+	waitUntil(t, "the workload writes", func() bool { return w.writesAcked() > 50 })
+
+	out, errOut, code := runCLI(t, "cluster", "rolling-restart", "--wait", "5m", "--config", c.Members[0].configPath())
+	if code != 0 || !strings.Contains(out, "Rolling restart done.") {
+		t.Fatalf("rolling-restart: exit %d\n%s\n%s", code, out, errOut)
+	}
+	r := c.rollingOf(ctx, 0)
+	if r.Phase != cluster.RollingDone || !slices.Equal(r.Done, r.Order) || len(r.Order) != 5 {
+		t.Errorf("rolling operation: %+v, want all five done in order", r)
+	}
+	if r.Order[4] != leader {
+		t.Errorf("order %v: the leader %s is not last", r.Order, leader)
+	}
+	before := w.writesAcked()
+	waitUntil(t, "writes after the rolling restart", func() bool { return w.writesAcked() > before+50 })
+	res := w.stop()
+	t.Logf("workload during the rolling restart: ok %+v failed %+v, longest write gap %s", res.ok, res.failed, res.longestWriteGap)
+	w.check(t)
+	for i := range c.Members {
+		c.CheckHealthy(i)
+	}
+	restarts := sd.stop()
+	for _, m := range c.Members {
+		if got := restarts[m.name]; !slices.Equal(got, []int{75}) {
+			t.Errorf("%s was restarted after exits %v, want once after 75", m.name, got)
+		}
+	}
+}
+
+// The member whose turn it is dies (kill -9) while it holds the lock: its
+// lease frees the lock, systemd starts it again, and the operation ends.
+func TestRollingRestartGoesOnAfterTheLockHolderIsKilled(t *testing.T) {
+	c := NewCluster(t, WithMembers(3))
+	ctx, cancel := context.WithTimeout(context.Background(), 4*waitLimit)
+	defer cancel()
+	li := c.Leader()
+	leader := c.Members[li].name
+	sd := c.superviseLikeSystemd()
+	wch := c.Client((li+1)%3).Watch(ctx, cluster.RollingKey)
+
+	out, errOut, code := runCLI(t, "cluster", "rolling-restart", "--config", c.Members[(li+1)%3].configPath())
+	if code != 0 {
+		t.Fatalf("rolling-restart: exit %d\n%s\n%s", code, out, errOut)
+	}
+	// The leader's turn comes last; it holds the lock while it moves
+	// leadership away. Kill it the moment it says it is restarting.
+	killed := false
+	for resp := range wch {
+		for _, ev := range resp.Events {
+			var r cluster.Rolling
+			json.Unmarshal(ev.Kv.Value, &r)
+			if r.Current == leader && !killed {
+				sd.proc(li).signal(syscall.SIGKILL)
+				killed = true
+			}
+			if r.Phase == cluster.RollingDone {
+				goto done
+			}
+		}
+	}
+done:
+	if !killed {
+		t.Fatal("never saw the leader's turn")
+	}
+	r := c.rollingOf(ctx, (li+1)%3)
+	if r.Phase != cluster.RollingDone || r.Order[2] != leader {
+		t.Errorf("rolling operation: %+v", r)
+	}
+	for i := range c.Members {
+		c.CheckHealthy(i)
+	}
+	restarts := sd.stop()
+	if got := restarts[leader]; len(got) != 1 || got[0] == 0 {
+		t.Errorf("the killed leader was restarted after exits %v, want once", got)
+	}
+}
