@@ -9,8 +9,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/etcdvisor/etcdvisor/internal/config"
-	"github.com/etcdvisor/etcdvisor/internal/supervisor"
 	"github.com/etcdvisor/etcdvisor/internal/control"
+	"github.com/etcdvisor/etcdvisor/internal/supervisor"
 )
 
 // Exit codes.

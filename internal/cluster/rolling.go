@@ -31,15 +31,15 @@ type Rolling struct {
 	ID          string    `json:"id"`
 	Order       []string  `json:"order"` // member names
 	Done        []string  `json:"done"`
-	Current     string    `json:"current,omitempty"`     // restarting now
-	CurrentRun  string    `json:"currentRun,omitempty"`  // the run (process incarnation) that exited
-	CurrentFrom time.Time `json:"currentFrom,omitzero"`  // when Current began its restart
-	Phase       string    `json:"phase"`                 // running, done, aborted
-	RequestedBy string    `json:"requestedBy"`           // who asked
-	Error       string    `json:"error,omitempty"`       // why it was aborted
-	StartedAt   time.Time `json:"startedAt"`             //
-	UpdatedAt   time.Time `json:"updatedAt"`             //
-	Revision    int64     `json:"-"`                     // the key's mod revision when read
+	Current     string    `json:"current,omitempty"`    // restarting now
+	CurrentRun  string    `json:"currentRun,omitempty"` // the run (process incarnation) that exited
+	CurrentFrom time.Time `json:"currentFrom,omitzero"` // when Current began its restart
+	Phase       string    `json:"phase"`                // running, done, aborted
+	RequestedBy string    `json:"requestedBy"`          // who asked
+	Error       string    `json:"error,omitempty"`      // why it was aborted
+	StartedAt   time.Time `json:"startedAt"`            //
+	UpdatedAt   time.Time `json:"updatedAt"`            //
+	Revision    int64     `json:"-"`                    // the key's mod revision when read
 }
 
 // Next is the member whose turn comes after the current one; "" when all
