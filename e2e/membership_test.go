@@ -187,8 +187,34 @@ func TestUnsafeJoinsAreRefusedAndChangeNothing(t *testing.T) {
 	forced.writeConfig(t)
 	joinRefused(t, forced, "fewer than the quorum of 2")
 
+	// With its etcdvisor's lease expired and its peer URL silent, c is
+	// reported unreachable, in the member list and as a metric.
+	waitUntil(t, "c reported unreachable", func() bool {
+		for _, m := range c.memberList(0).Members {
+			if m.Name == "c" && m.UnreachableSeconds > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	_, body := httpGet(t, "http://"+c.Members[0].metricsAddr+"/metrics")
+	if !strings.Contains(body, `etcdvisor_member_unreachable_seconds{member="c"}`) || strings.Contains(body, `etcdvisor_member_unreachable_seconds{member="c"} 0`+"\n") {
+		t.Errorf("/metrics does not report c unreachable:\n%s", grepLines(body, "unreachable"))
+	}
+	if !strings.Contains(c.Procs[0].stderr.String(), "member unreachable") {
+		t.Error("no log line for the unreachable member")
+	}
+
 	c.Restart(2)
 	c.waitVoters(0, "a", "b", "c")
+	waitUntil(t, "c reachable again", func() bool {
+		for _, m := range c.memberList(0).Members {
+			if m.Name == "c" && m.UnreachableSeconds == 0 {
+				return true
+			}
+		}
+		return false
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
 	if h, err := cluster.LockHolder(ctx, c.Client(0)); err != nil || h != nil {

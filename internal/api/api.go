@@ -88,6 +88,9 @@ type MemberHealth struct {
 	DBSize    int64   `json:"dbSize,omitempty"`
 	Version   string  `json:"version,omitempty"`
 	TookMs    float64 `json:"tookMs,omitempty"`
+	// UnreachableSeconds: how long the member has had no live etcdvisor in
+	// the registry and no answer on its peer URL; 0 while reachable.
+	UnreachableSeconds float64 `json:"unreachableSeconds,omitempty"`
 	// LeaderID is the leader this member reports (hex); "" when none.
 	LeaderID string `json:"leaderID,omitempty"`
 	// Etcdvisor is what the member's etcdvisor publishes in the registry;

@@ -25,6 +25,7 @@ type Metrics struct {
 	isLeader    prometheus.Gauge
 	hasLeader   prometheus.Gauge
 	certExpiry  *prometheus.GaugeVec
+	unreachable *prometheus.GaugeVec
 	// Snapshot holds the snapshot metrics.
 	Snapshot *Snapshot
 	Health   *Health
@@ -64,6 +65,10 @@ func New(version, etcdVersion, goVersion string, start time.Time) *Metrics {
 		Name: "etcdvisor_cert_expiry_timestamp_seconds",
 		Help: "When each configured certificate expires, in seconds since the Unix epoch.",
 	}, []string{"role", "file"})
+	m.unreachable = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "etcdvisor_member_unreachable_seconds",
+		Help: "How long each other member has had no live etcdvisor in the registry and no answer on its peer URL; 0 while it is reachable.",
+	}, []string{"member"})
 	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "etcdvisor_build_info",
 		Help:        "Always 1; labels carry the versions of etcdvisor, the etcd it runs, and Go.",
@@ -75,7 +80,7 @@ func New(version, etcdVersion, goVersion string, start time.Time) *Metrics {
 		Help: "When the etcdvisor daemon started, in seconds since the Unix epoch.",
 	})
 	startTime.Set(float64(start.UnixNano()) / 1e9)
-	reg.MustRegister(buildInfo, startTime, m.memberReady, m.phase, m.members, m.isLeader, m.hasLeader, m.certExpiry)
+	reg.MustRegister(buildInfo, startTime, m.memberReady, m.phase, m.members, m.isLeader, m.hasLeader, m.certExpiry, m.unreachable)
 	m.Snapshot = newSnapshot(reg)
 	m.Health = newHealth(reg)
 	m.SetPhase("starting")
@@ -91,6 +96,15 @@ func (m *Metrics) SetCluster(voters, learners int, isLeader, hasLeader bool) {
 	m.members.WithLabelValues("learner").Set(float64(learners))
 	m.isLeader.Set(b2f(isLeader))
 	m.hasLeader.Set(b2f(hasLeader))
+}
+
+// SetUnreachable records, for every other member by name, how long it has
+// been unreachable (0: reachable); members no longer listed are dropped.
+func (m *Metrics) SetUnreachable(byMember map[string]time.Duration) {
+	m.unreachable.Reset()
+	for name, d := range byMember {
+		m.unreachable.WithLabelValues(name).Set(d.Seconds())
+	}
 }
 
 // SetCertExpiry records when the certificate in file, used for role

@@ -106,6 +106,9 @@ func Members(w io.Writer, f string, ml api.MemberList) error {
 			health = "unhealthy: " + m.Error
 		}
 		visor := "none"
+		if m.UnreachableSeconds > 0 {
+			visor = fmt.Sprintf("none; unreachable for %s", time.Duration(m.UnreachableSeconds*float64(time.Second)).Round(time.Second))
+		}
 		if e := m.Etcdvisor; e != nil {
 			visor = e.Health
 			if len(e.Reasons) > 0 {

@@ -36,6 +36,11 @@ func (s *Supervisor) publish(st api.Status) {
 // withRegistry adds to each member what its etcdvisor publishes: whether
 // one is alive there, and the health it reports of itself.
 func (s *Supervisor) withRegistry(ctx context.Context, list api.MemberList) api.MemberList {
+	s.mu.Lock()
+	for i, m := range list.Members {
+		list.Members[i].UnreachableSeconds = s.unreachableFor[m.Name].Seconds()
+	}
+	s.mu.Unlock()
 	recs, err := cluster.List(ctx, s.member.Client())
 	if err != nil {
 		return list

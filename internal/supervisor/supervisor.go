@@ -67,6 +67,9 @@ type Supervisor struct {
 	phase  string
 	warned map[string]bool
 	lastSt api.Status // the loop's latest status, for readers that must not block
+
+	unreach        unreachable              // owned by the loop
+	unreachableFor map[string]time.Duration // the loop's latest verdicts, by member name
 }
 
 // Run runs the daemon until ctx ends, SIGINT or SIGTERM arrives (nil), or
@@ -341,6 +344,7 @@ func (s *Supervisor) loop(ctx context.Context, ready <-chan struct{}) error {
 			if s.getPhase() == api.PhaseReady {
 				st := s.status(ctx)
 				s.observe(st)
+				s.checkUnreachable(ctx, st)
 				s.notify.Status(statusLine(st))
 			}
 			if time.Since(lastCertCheck) >= certCheckInterval {
