@@ -114,3 +114,29 @@ func checkRule(t *testing.T, err error, want string) {
 		t.Errorf("refusal %q does not contain %q", err, want)
 	}
 }
+
+func TestARollingRestartTakesFollowersByNameAndTheLeaderLast(t *testing.T) {
+	v := view("c:up", "a:up", "b:up") // c, the first up, leads
+	for i := range v.Members {
+		v.Members[i].IsLeader = v.Members[i].ID == HexID(v.LeaderID)
+	}
+	order, err := RestartOrder(v)
+	if err != nil || strings.Join(order, ",") != "a,b,c" {
+		t.Fatalf("order %v %v, want a,b,c", order, err)
+	}
+	r := Rolling{Order: order}
+	for _, want := range []string{"a", "b", "c", ""} {
+		if got := r.Next(); got != want {
+			t.Fatalf("next after %v: %q, want %q", r.Done, got, want)
+		}
+		r.Done = append(r.Done, want)
+	}
+	if _, err := RestartOrder(view("a:down", "b:down")); err == nil {
+		t.Error("a rolling restart was planned without a leader")
+	}
+	unstarted := view("a:up", "b:up")
+	unstarted.Members = append(unstarted.Members, api.MemberHealth{Member: api.Member{ID: "ff"}})
+	if _, err := RestartOrder(unstarted); err == nil || !strings.Contains(err.Error(), "never started") {
+		t.Errorf("a member added but never started: %v", err)
+	}
+}

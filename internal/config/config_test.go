@@ -90,6 +90,26 @@ func TestValidateErrorsNameTheField(t *testing.T) {
 			want: []string{`etcdvisor.yaml:3: health.window "1s": must be at least health.interval (2s)`},
 		},
 		{
+			name: "join: replaces without endpoints",
+			yaml: "join:\n  replaces: m3\n",
+			want: []string{`etcdvisor.yaml:2: join.replaces "m3": needs join.endpoints: the client URLs of the cluster to join`},
+		},
+		{
+			name: "join: an endpoint that is not a URL",
+			yaml: "etcd:\n  insecure: true\njoin:\n  endpoints: [\"10.0.0.1:2379\"]\n",
+			want: []string{`join.endpoints "10.0.0.1:2379": not a URL`},
+		},
+		{
+			name: "join: plain http peers without insecure",
+			yaml: "join:\n  endpoints: [\"http://127.0.0.1:2379\"]\n",
+			want: []string{`etcd.peer-transport-security`, `over plain http`},
+		},
+		{
+			name: "join: no learner timeout",
+			yaml: "etcd:\n  insecure: true\njoin:\n  endpoints: [\"http://127.0.0.1:2379\"]\n  learner-timeout: 0s\n",
+			want: []string{`join.learner-timeout "0s": must be a positive duration, like 5m`},
+		},
+		{
 			name: "election timeout under 5x heartbeat",
 			yaml: "etcd:\n  heartbeat-interval: 100ms\n  election-timeout: 300ms\n",
 			want: []string{`etcdvisor.yaml:3: etcd.election-timeout "300ms": must be at least 5x heartbeat-interval (100ms)`},
