@@ -40,6 +40,7 @@ bench: build tools
 	$(GO) run ./bench -etcd $(BIN)/etcd -etcdvisor $(BIN)/etcdvisor -benchmark $(BIN)/benchmark -members 3 -tls
 	$(GO) run ./bench -etcd $(BIN)/etcd -etcdvisor $(BIN)/etcdvisor -etcdctl $(BIN)/etcdctl -etcdutl $(BIN)/etcdutl -snapshot
 	$(GO) run ./bench -etcd $(BIN)/etcd -etcdvisor $(BIN)/etcdvisor -starvation
+	$(GO) run ./bench -etcd $(BIN)/etcd -etcdvisor $(BIN)/etcdvisor -membership
 
 clean:
 	rm -rf $(BIN)

@@ -592,7 +592,7 @@ func startStarveCluster(ctx context.Context, t starveTarget, bin, dir, token str
 			c.close()
 		}
 	}()
-	if c.ms, err = planLoopback(dir, token); err != nil {
+	if c.ms, err = planLoopback(dir, token, starveMembers); err != nil {
 		return nil, err
 	}
 	// Mount them all before any process starts: MountSlowFS marks its
@@ -637,12 +637,12 @@ func startStarveCluster(ctx context.Context, t starveTarget, bin, dir, token str
 	return c, nil
 }
 
-// planLoopback lays out members a, b, c on 127.0.0.1 with free ports.
-func planLoopback(dir, token string) ([]member, error) {
+// planLoopback lays out n members a, b, c... on 127.0.0.1 with free ports.
+func planLoopback(dir, token string, n int) ([]member, error) {
 	var ports portPicker
 	defer ports.close()
-	ms := make([]member, starveMembers)
-	peers := make([]string, starveMembers)
+	ms := make([]member, n)
+	peers := make([]string, n)
 	probe := newProbeClient(nil)
 	for i := range ms {
 		client, err1 := ports.pick("127.0.0.1")

@@ -11,7 +11,7 @@ import (
 // TestStarvationConfigSwitchesBothActionsAndValidates checks the configs
 // the -starvation mode writes against etcdvisor's strict loader.
 func TestStarvationConfigSwitchesBothActionsAndValidates(t *testing.T) {
-	ms, err := planLoopback(t.TempDir(), "test")
+	ms, err := planLoopback(t.TempDir(), "test", starveMembers)
 	if err != nil {
 		t.Fatal(err)
 	}
