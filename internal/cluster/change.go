@@ -188,6 +188,10 @@ func (c *Changer) Promote(ctx context.Context, lock *Lock, id uint64, progress f
 		case err == nil:
 			c.Log.Info("promoted learner to voter", zap.String("id", HexID(id)))
 			return nil
+		case errors.Is(err, rpctypes.ErrMemberNotLearner):
+			// Promoted by an earlier attempt that died before it said so.
+			c.Log.Info("the learner is a voter already", zap.String("id", HexID(id)))
+			return nil
 		case !errors.Is(err, rpctypes.ErrMemberLearnerNotReady) && !errors.Is(err, rpctypes.ErrGRPCLearnerNotReady):
 			return fmt.Errorf("promote learner %s: %w", HexID(id), err)
 		}
