@@ -76,7 +76,7 @@ func TestAFailedMemberIsReplacedByANewHost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*waitLimit)
 	defer cancel()
 	c.makeLeader(ctx, memberClients(c), 0)
-	w := startWorkload(t, c.Client(0, 1), workloadOptions{})
+	w := startWorkload(t, c.Client(0, 1), workloadOptions{maxOps: 200000})
 	waitUntil(t, "the workload writes", func() bool { return w.writesAcked() > 50 })
 
 	// c dies with its disk; d, on another address, replaces it.
@@ -115,7 +115,7 @@ func TestScalingThreeToFiveAddsOneMemberAtATime(t *testing.T) {
 	c := NewCluster(t, WithMembers(3), WithSpareHosts(2))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*waitLimit)
 	defer cancel()
-	w := startWorkload(t, c.Client(0, 1, 2), workloadOptions{})
+	w := startWorkload(t, c.Client(0, 1, 2), workloadOptions{maxOps: 200000})
 	waitUntil(t, "the workload writes", func() bool { return w.writesAcked() > 50 })
 
 	// Both new hosts start at once: the membership lock lets one join

@@ -85,7 +85,7 @@ func TestRollingRestartOfFiveMembersTakesTheLeaderLast(t *testing.T) {
 	defer cancel()
 	leader := c.Members[c.Leader()].name
 	sd := c.superviseLikeSystemd()
-	w := startWorkload(t, c.Client(0, 1, 2, 3, 4), workloadOptions{})
+	w := startWorkload(t, c.Client(0, 1, 2, 3, 4), workloadOptions{maxOps: 200000})
 	waitUntil(t, "the workload writes", func() bool { return w.writesAcked() > 50 })
 
 	out, errOut, code := runCLI(t, "cluster", "rolling-restart", "--wait", "5m", "--config", c.Members[0].configPath())

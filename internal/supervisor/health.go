@@ -16,7 +16,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcdvisor/etcdvisor/internal/api"
-	"github.com/etcdvisor/etcdvisor/internal/cluster"
 	"github.com/etcdvisor/etcdvisor/internal/fence"
 	"github.com/etcdvisor/etcdvisor/internal/health"
 	"github.com/etcdvisor/etcdvisor/internal/health/etcdstats"
@@ -246,9 +245,7 @@ const fenceDwell = 2 * time.Second
 // cluster's quorum size.
 func (wt *watch) healthyVotersElsewhere(r health.Report) (healthy, quorum int) {
 	st := wt.s.lastStatus()
-	ctx, cancel := context.WithTimeout(context.Background(), wt.t.Heartbeat)
-	recs, _ := cluster.List(ctx, wt.s.member.Client())
-	cancel()
+	recs, _ := wt.s.registryNow(wt.t.Heartbeat)
 	voters := 0
 	stats := r.PeerStats()
 	for _, m := range st.Members {

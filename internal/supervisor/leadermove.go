@@ -11,7 +11,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcdvisor/etcdvisor/internal/api"
-	"github.com/etcdvisor/etcdvisor/internal/cluster"
 	"github.com/etcdvisor/etcdvisor/internal/health"
 )
 
@@ -86,9 +85,7 @@ func (m *leaderMover) move(r health.Report) bool {
 	rtt := r.PeerStats()
 	// Peers publish their own health: never hand leadership to a member
 	// that says it is critical. (No record: judged from this side alone.)
-	rctx, rcancel := context.WithTimeout(context.Background(), election/2)
-	recs, _ := cluster.List(rctx, s.member.Client())
-	rcancel()
+	recs, _ := s.registryNow(election / 2)
 	var candidates []api.Member
 	sayCritical := 0
 	for _, mb := range st.Members {

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/etcdvisor/etcdvisor/internal/api"
@@ -59,4 +60,32 @@ func (s *Supervisor) withRegistry(ctx context.Context, list api.MemberList) api.
 		}
 	}
 	return list
+}
+
+// registryNow reads the registry through the in-process client, waiting at
+// most limit. Such a read is a function call into the member: while a
+// commit hangs in fsync it waits on the backend's lock, and no context
+// reaches it there. The watch must go on judging (and exit on a stall)
+// meanwhile, so it gives up; the read finishes on its own, or never.
+func (s *Supervisor) registryNow(limit time.Duration) (map[string]cluster.Record, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	got := make(chan map[string]cluster.Record, 1)
+	errc := make(chan error, 1)
+	go func() {
+		defer cancel()
+		recs, err := cluster.List(ctx, s.member.Client())
+		if err != nil {
+			errc <- err
+			return
+		}
+		got <- recs
+	}()
+	select {
+	case recs := <-got:
+		return recs, nil
+	case err := <-errc:
+		return nil, err
+	case <-time.After(limit):
+		return nil, fmt.Errorf("read registry: no answer within %s (the member's backend is busy)", limit)
+	}
 }

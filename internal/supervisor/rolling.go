@@ -39,7 +39,16 @@ func (rl *roller) run(ctx context.Context, ready <-chan struct{}) error {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
-		err := rl.step(ctx)
+		// A step reads through the in-process client, which a hung disk
+		// blocks beyond ctx's reach; the actor still stops when told.
+		res := make(chan error, 1)
+		go func() { res <- rl.step(ctx) }()
+		var err error
+		select {
+		case <-ctx.Done():
+			return nil
+		case err = <-res:
+		}
 		switch {
 		case errors.Is(err, ErrRestart):
 			return err

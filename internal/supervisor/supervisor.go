@@ -344,7 +344,7 @@ func (s *Supervisor) loop(ctx context.Context, ready <-chan struct{}) error {
 			if s.getPhase() == api.PhaseReady {
 				st := s.status(ctx)
 				s.observe(st)
-				s.checkUnreachable(ctx, st)
+				s.checkUnreachable(st)
 				s.notify.Status(statusLine(st))
 			}
 			if time.Since(lastCertCheck) >= certCheckInterval {

@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"context"
 	"time"
 
 	"go.uber.org/zap"
@@ -72,13 +71,11 @@ func (u *unreachable) update(now time.Time, lg *zap.Logger, self string, members
 }
 
 // checkUnreachable runs on every loop tick once the member serves.
-func (s *Supervisor) checkUnreachable(ctx context.Context, st api.Status) {
+func (s *Supervisor) checkUnreachable(st api.Status) {
 	if st.Error != "" || s.watch == nil {
 		return
 	}
-	rctx, cancel := context.WithTimeout(ctx, time.Second)
-	recs, err := cluster.List(rctx, s.member.Client())
-	cancel()
+	recs, err := s.registryNow(time.Second)
 	if err != nil {
 		return
 	}
