@@ -128,14 +128,8 @@ func run(o options) error {
 	if o.total < 10 || o.rounds < 1 || o.clients < 1 || o.members < 1 || o.members > maxMembers || o.idle <= 0 || o.timeout <= 0 {
 		return fmt.Errorf("need -total >= 10, -rounds >= 1, -clients >= 1, -members 1 to %d, -idle > 0, -timeout > 0", maxMembers)
 	}
-	ctx, cancel := context.WithTimeoutCause(context.Background(), o.timeout,
-		fmt.Errorf("the whole run took longer than -timeout %s", o.timeout))
+	ctx, cancel := runContext(o)
 	defer cancel()
-	// Ctrl-C and SIGTERM cancel the run; the defers below then kill what
-	// was started. Children run in their own process group, so the
-	// terminal's SIGINT reaches only us and we decide how they end.
-	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stopSignals()
 
 	if err := checkExecutables(map[string]string{"-etcd": o.etcd, "-etcdvisor": o.etcdvisor, "-benchmark": o.benchmark}); err != nil {
 		return err
@@ -184,6 +178,16 @@ func run(o options) error {
 	disk := parent + " (" + fsInfo(parent) + ")"
 	printTable(os.Stdout, o, lay.describe(), disk, versions, hzNote, hz, results, idle)
 	return nil
+}
+
+// runContext ends at -timeout, or on Ctrl-C or SIGTERM; each mode's defers
+// then kill what it started. Children run in their own process group, so
+// the terminal's SIGINT reaches only the bench, which decides how they end.
+func runContext(o options) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeoutCause(context.Background(), o.timeout,
+		fmt.Errorf("the whole run took longer than -timeout %s", o.timeout))
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	return ctx, func() { stop(); cancel() }
 }
 
 // measureRound runs one target's cluster on fresh data dirs: start, warm

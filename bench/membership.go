@@ -30,12 +30,10 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -53,11 +51,8 @@ const (
 )
 
 func runMembership(o options) error {
-	ctx, cancel := context.WithTimeoutCause(context.Background(), o.timeout,
-		fmt.Errorf("the whole run took longer than -timeout %s", o.timeout))
+	ctx, cancel := runContext(o)
 	defer cancel()
-	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stopSignals()
 	if err := checkExecutables(map[string]string{"-etcd": o.etcd, "-etcdvisor": o.etcdvisor}); err != nil {
 		return err
 	}

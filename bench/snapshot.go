@@ -16,7 +16,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -62,11 +61,8 @@ func runSnapshot(o options) error {
 	if o.timeout <= 0 {
 		return errors.New("need -timeout > 0")
 	}
-	ctx, cancel := context.WithTimeoutCause(context.Background(), o.timeout,
-		fmt.Errorf("the whole run took longer than -timeout %s", o.timeout))
+	ctx, cancel := runContext(o)
 	defer cancel()
-	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stopSignals()
 
 	if err := checkExecutables(map[string]string{"-etcd": o.etcd, "-etcdvisor": o.etcdvisor, "-etcdctl": o.etcdctl, "-etcdutl": o.etcdutl}); err != nil {
 		return err

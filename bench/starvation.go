@@ -42,13 +42,11 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -207,11 +205,8 @@ func runStarvation(o options) error {
 	if os.Geteuid() != 0 {
 		return errors.New("-starvation mounts FUSE filesystems (e2e/faults.MountSlowFS) and needs root")
 	}
-	ctx, cancel := context.WithTimeoutCause(context.Background(), o.timeout,
-		fmt.Errorf("the whole run took longer than -timeout %s", o.timeout))
+	ctx, cancel := runContext(o)
 	defer cancel()
-	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stopSignals()
 
 	if err := checkExecutables(map[string]string{"-etcd": o.etcd, "-etcdvisor": o.etcdvisor}); err != nil {
 		return err

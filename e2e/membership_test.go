@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/etcdvisor/etcdvisor/internal/api"
 	"github.com/etcdvisor/etcdvisor/internal/cluster"
 )
@@ -55,6 +57,24 @@ func (c *Cluster) waitVoters(i int, names ...string) {
 			c.t.Fatalf("members seen from %s: %v, want %s", c.Members[i].name, got, want)
 		}
 	}
+}
+
+// killAtStep kills p (-9) the moment the join journal watched by wch
+// reaches step, and returns the record it saw.
+func killAtStep(t *testing.T, wch clientv3.WatchChan, p *process, step string) cluster.JoinRecord {
+	t.Helper()
+	var seen cluster.JoinRecord
+	for resp := range wch {
+		for _, ev := range resp.Events {
+			json.Unmarshal(ev.Kv.Value, &seen)
+		}
+		if seen.Step == step {
+			p.signal(syscall.SIGKILL)
+			return seen
+		}
+	}
+	t.Fatalf("never saw step %s (last %+v)", step, seen)
+	return seen
 }
 
 // joinRecord reads the journalled join of name from the cluster.
@@ -238,19 +258,7 @@ func TestAJoinKilledAfterAStepCompletesWhenRetried(t *testing.T) {
 			wch := watcher.Watch(ctx, cluster.JoinsPrefix+"d")
 			d := c.Joiner(3, "c", 0, 1)
 			pd := startDaemon(t, []string{"--config", d.configPath()})
-			var seen cluster.JoinRecord
-			for resp := range wch {
-				for _, ev := range resp.Events {
-					json.Unmarshal(ev.Kv.Value, &seen)
-				}
-				if seen.Step == step {
-					pd.signal(syscall.SIGKILL)
-					break
-				}
-			}
-			if seen.Step != step {
-				t.Fatalf("never saw step %s (last %+v)", step, seen)
-			}
+			killAtStep(t, wch, pd, step)
 			// The two remaining voters serve writes meanwhile.
 			wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
 			_, err := c.Client(0, 1).Put(wctx, "while-broken", step)
@@ -319,16 +327,7 @@ func TestAbortJoinRemovesTheLearnerAndMovesItsDataAside(t *testing.T) {
 	wch := c.Client(0).Watch(ctx, cluster.JoinsPrefix+"d")
 	d := c.Joiner(3, "", 0, 1, 2)
 	pd := startDaemon(t, []string{"--config", d.configPath()})
-	var seen cluster.JoinRecord
-	for resp := range wch {
-		for _, ev := range resp.Events {
-			json.Unmarshal(ev.Kv.Value, &seen)
-		}
-		if seen.Step == cluster.StepLearner {
-			pd.signal(syscall.SIGKILL)
-			break
-		}
-	}
+	seen := killAtStep(t, wch, pd, cluster.StepLearner)
 	out, errOut, code := runCLI(t, "member", "abort-join", "--config", d.configPath())
 	if code != 0 || !strings.Contains(out, "learner "+seen.LearnerID+" removed") {
 		t.Fatalf("abort-join: exit %d %q %q", code, out, errOut)

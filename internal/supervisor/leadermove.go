@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcdvisor/etcdvisor/internal/api"
+	"github.com/etcdvisor/etcdvisor/internal/cluster"
 	"github.com/etcdvisor/etcdvisor/internal/health"
 )
 
@@ -113,7 +114,7 @@ func (m *leaderMover) move(r health.Report) bool {
 	probes := make([]api.MemberHealth, len(candidates))
 	var wg sync.WaitGroup
 	for i, c := range candidates {
-		wg.Go(func() { probes[i] = probeMember(ctx, m.lg, tlsCfg, c) })
+		wg.Go(func() { probes[i] = cluster.ProbeMember(ctx, m.lg, tlsCfg, c) })
 	}
 	wg.Wait()
 	cancel()

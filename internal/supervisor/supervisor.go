@@ -510,7 +510,7 @@ func (s *Supervisor) controlServer() (*control.Server, net.Listener, error) {
 		control.WriteJSON(w, http.StatusOK, map[string]any{"dir": s.snaps.dir, "snapshots": list})
 	})
 	srv.Handle("GET", "/v1/members", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*probeTimeout)
+		ctx, cancel := context.WithTimeout(r.Context(), 2*cluster.ProbeTimeout)
 		defer cancel()
 		list, err := s.members(ctx)
 		if err != nil {
