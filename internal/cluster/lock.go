@@ -49,7 +49,7 @@ type Holder struct {
 // shown to anyone who has to wait; waiting calls onWait once with the
 // current holder, so a CLI can say why it is waiting.
 func AcquireLock(ctx context.Context, cli *clientv3.Client, holder string, onWait func(Holder)) (*Lock, error) {
-	sess, err := concurrency.NewSession(cli, concurrency.WithTTL(int(lockTTL/time.Second)), concurrency.WithContext(context.WithoutCancel(ctx)))
+	sess, err := newSession(ctx, cli)
 	if err != nil {
 		return nil, fmt.Errorf("membership lock: open a session (this needs a cluster with a quorum): %w", err)
 	}
@@ -81,6 +81,28 @@ func AcquireLock(ctx context.Context, cli *clientv3.Client, holder string, onWai
 	}
 	l.rev = resp.Kvs[0].CreateRevision
 	return l, nil
+}
+
+// sessionRetryFor bounds the retries of opening the lock's session: a
+// change is often asked for right after a member failed, while the others
+// elect a new leader, and a lease grant then times out.
+const sessionRetryFor = 15 * time.Second
+
+func newSession(ctx context.Context, cli *clientv3.Client) (*concurrency.Session, error) {
+	deadline := time.Now().Add(sessionRetryFor)
+	for {
+		// The session's context keeps its lease alive until Release, so it
+		// must outlive ctx; the grant is bounded by etcd's request timeout.
+		sess, err := concurrency.NewSession(cli, concurrency.WithTTL(int(lockTTL/time.Second)), concurrency.WithContext(context.WithoutCancel(ctx)))
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return sess, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // Revision is the fencing token: the create revision of this holder's key.
