@@ -125,8 +125,13 @@ func TestAFailedMemberIsReplacedByANewHost(t *testing.T) {
 	if _, err := c.Client(2).Put(ctx, "after-replace", "d"); err != nil {
 		t.Errorf("put through the new member: %v", err)
 	}
-	if got := mustRead(t, d.endpoints); !strings.Contains(got, strings.TrimPrefix(d.clientURL, "https://")) {
-		t.Errorf("the new member's endpoints file does not list it: %q", got)
+	// Every member's endpoints file follows the member list within a tick
+	// of the loop.
+	for _, m := range c.Members {
+		waitUntil(t, m.name+"'s endpoints file lists d", func() bool {
+			got, _ := os.ReadFile(m.endpoints)
+			return strings.Contains(string(got), d.clientURL) && !strings.Contains(string(got), "127.0.0.3:")
+		})
 	}
 	c.Stop()
 }
