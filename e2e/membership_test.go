@@ -350,3 +350,22 @@ func TestAbortJoinRemovesTheLearnerAndMovesItsDataAside(t *testing.T) {
 	}
 	c.Stop()
 }
+
+func TestAnUnreachableMemberIsRemovedAfterTheConfiguredGrace(t *testing.T) {
+	c := NewCluster(t, WithMembers(3), WithMemberSetup(func(i int, m *member) {
+		m.top = "membership:\n  remove-unreachable-after: 4s\n"
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*waitLimit)
+	defer cancel()
+	c.makeLeader(ctx, memberClients(c), 0)
+	c.Procs[2].signal(syscall.SIGKILL)
+	c.Members, c.Procs = c.Members[:2], c.Procs[:2]
+	c.waitVoters(0, "a", "b")
+	if got := c.Procs[0].stderr.String(); !strings.Contains(got, "removed the unreachable member") {
+		t.Errorf("the leader's etcdvisor did not log the removal:\n%s", grepLines(got, "unreachable"))
+	}
+	if _, err := c.Client(0, 1).Put(ctx, "after-auto-remove", "x"); err != nil {
+		t.Errorf("put after the removal: %v", err)
+	}
+	c.Stop()
+}

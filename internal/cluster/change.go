@@ -179,7 +179,9 @@ var ErrLearnerStuck = errors.New("the learner made no progress")
 func (c *Changer) Promote(ctx context.Context, lock *Lock, id uint64, progress func(context.Context) (uint64, error), stuckAfter time.Duration) error {
 	var last uint64
 	lastMove := time.Now()
-	for wait := 100 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+	// Asking is cheap (the leader compares match indexes), and the member
+	// should vote as soon as it can: retry often.
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
 		if err := lock.Check(ctx); err != nil {
 			return err
 		}

@@ -27,14 +27,15 @@ const (
 
 // Config is the whole etcdvisor configuration file.
 type Config struct {
-	Log       Log       `yaml:"log"`
-	Control   Control   `yaml:"control"`
-	Metrics   Metrics   `yaml:"metrics"`
-	Endpoints Endpoints `yaml:"endpoints"`
-	Snapshot  Snapshot  `yaml:"snapshot"`
-	Health    Health    `yaml:"health"`
-	Join      Join      `yaml:"join"`
-	Etcd      Etcd      `yaml:"etcd"`
+	Log        Log        `yaml:"log"`
+	Control    Control    `yaml:"control"`
+	Metrics    Metrics    `yaml:"metrics"`
+	Endpoints  Endpoints  `yaml:"endpoints"`
+	Snapshot   Snapshot   `yaml:"snapshot"`
+	Health     Health     `yaml:"health"`
+	Join       Join       `yaml:"join"`
+	Membership Membership `yaml:"membership"`
+	Etcd       Etcd       `yaml:"etcd"`
 
 	// src remembers where each value came from, for error messages.
 	src source
@@ -173,6 +174,15 @@ type Join struct {
 	// SkipSnapshot skips the snapshot of the cluster taken before the
 	// first change.
 	SkipSnapshot bool `yaml:"skip-snapshot"`
+}
+
+// Membership is this etcdvisor's part in cluster-wide membership policy.
+type Membership struct {
+	// RemoveUnreachableAfter: a member unreachable this long (no live
+	// etcdvisor in the registry, no answer on its peer URL) is removed by
+	// the leader's etcdvisor, within the safety rules. 0, the default,
+	// leaves removal to the operator.
+	RemoveUnreachableAfter Duration `yaml:"remove-unreachable-after"`
 }
 
 // Joining is whether join is configured.

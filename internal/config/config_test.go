@@ -19,7 +19,7 @@ func TestParseErrorsNameFileLinePathAndValue(t *testing.T) {
 		{
 			name: "unknown top-level key",
 			yaml: "log:\n  level: info\nbogus: 1\n",
-			want: []string{"etcdvisor.yaml:3: bogus: unknown key; expected one of: log, control, metrics, endpoints, snapshot, health, join, etcd"},
+			want: []string{"etcdvisor.yaml:3: bogus: unknown key; expected one of: log, control, metrics, endpoints, snapshot, health, join, membership, etcd"},
 		},
 		{
 			name: "unknown nested key",
@@ -108,6 +108,11 @@ func TestValidateErrorsNameTheField(t *testing.T) {
 			name: "join: no learner timeout",
 			yaml: "etcd:\n  insecure: true\njoin:\n  endpoints: [\"http://127.0.0.1:2379\"]\n  learner-timeout: 0s\n",
 			want: []string{`join.learner-timeout "0s": must be a positive duration, like 5m`},
+		},
+		{
+			name: "membership: automatic removal sooner than a restart",
+			yaml: "membership:\n  remove-unreachable-after: 2s\n",
+			want: []string{`etcdvisor.yaml:2: membership.remove-unreachable-after "2s": must be 0 (off) or at least 3x etcd.election-timeout (3s)`},
 		},
 		{
 			name: "election timeout under 5x heartbeat",

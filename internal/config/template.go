@@ -107,6 +107,25 @@ health:
   # serving voters than a quorum.
   fence: {{.Health.Fence}}
 
+join:
+  # With endpoints set and no member in etcd.data-dir yet, join that running
+  # cluster: under its membership lock, after a pre-flight and a snapshot,
+  # remove the member named by replaces (a failed one; a healthy one needs
+  # force), add this member as a learner and promote it once it has caught
+  # up. Every step is journalled; a join cut short resumes on restart.
+  endpoints: {{list .Join.Endpoints}}
+  replaces: "{{.Join.Replaces}}"
+  force: {{.Join.Force}}
+  # A learner that makes no progress this long is removed again.
+  learner-timeout: {{.Join.LearnerTimeout}}
+  skip-snapshot: {{.Join.SkipSnapshot}}
+
+membership:
+  # A member with no live etcdvisor and no answer on its peer URL this long
+  # is removed by the leader's etcdvisor, within the safety rules. 0: never;
+  # removal stays the operator's decision.
+  remove-unreachable-after: {{.Membership.RemoveUnreachableAfter}}
+
 etcd:
   # This member's name; unique in the cluster and listed in initial-cluster.
   name: {{.Etcd.Name}}

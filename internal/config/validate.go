@@ -43,6 +43,7 @@ func (c *Config) Validate() error {
 	v.snapshot()
 	v.health()
 	v.join()
+	v.membership()
 
 	switch {
 	case e.Name == "":
@@ -432,6 +433,14 @@ func (v *validator) health() {
 		if x.degraded > 0 && x.critical > 0 && x.critical < x.degraded {
 			v.fail("health."+x.name+"-critical", x.critical.String(), fmt.Sprintf("must not be below health.%s-degraded (%s)", x.name, x.degraded))
 		}
+	}
+}
+
+func (v *validator) membership() {
+	d := v.c.Membership.RemoveUnreachableAfter
+	min := 3 * v.c.Etcd.ElectionTimeout
+	if d != 0 && d < min {
+		v.fail("membership.remove-unreachable-after", d.String(), fmt.Sprintf("must be 0 (off) or at least 3x etcd.election-timeout (%s): a restart or an election is not a failure", min))
 	}
 }
 

@@ -289,12 +289,15 @@ func (j *joiner) preflight(ctx context.Context, v cluster.View) error {
 	return j.snapshot(ctx, v)
 }
 
-// snapshot saves the cluster's data from its healthiest member before the
-// first change, into this member's snapshot dir, as its first snapshot.
+// snapshot saves the cluster's data before the first change, into this
+// member's snapshot dir, as its first snapshot: from the most caught-up
+// healthy follower, so the leader's disk, which every write waits on and
+// which is about to send the database to the learner, is spared the read.
 func (j *joiner) snapshot(ctx context.Context, v cluster.View) error {
 	var from api.MemberHealth
 	for _, m := range v.Voters() {
-		if m.Healthy && (from.ID == "" || m.RaftIndex > from.RaftIndex) {
+		better := from.ID == "" || from.IsLeader && !m.IsLeader || from.IsLeader == m.IsLeader && m.RaftIndex > from.RaftIndex
+		if m.Healthy && better {
 			from = m
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -69,6 +70,7 @@ type Supervisor struct {
 	lastSt api.Status // the loop's latest status, for readers that must not block
 
 	unreach        unreachable              // owned by the loop
+	removing       atomic.Bool              // an automatic removal runs
 	unreachableFor map[string]time.Duration // the loop's latest verdicts, by member name
 }
 

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"context"
 	"time"
 
 	"go.uber.org/zap"
@@ -84,4 +85,35 @@ func (s *Supervisor) checkUnreachable(st api.Status) {
 	s.mu.Lock()
 	s.unreachableFor = got
 	s.mu.Unlock()
+	if after := s.cfg.Membership.RemoveUnreachableAfter.D(); after > 0 && st.IsLeader {
+		for name, d := range got {
+			if d >= after {
+				s.removeUnreachable(name, d)
+				break // one change at a time
+			}
+		}
+	}
+}
+
+// removeUnreachable removes a member unreachable past
+// membership.remove-unreachable-after. Only the leader's etcdvisor acts, so
+// the members do not all try at once; it does so under the lock and the
+// safety rules like an operator's removal (never when the healthy voters
+// left would not be a quorum), and off the loop, which must keep ticking.
+func (s *Supervisor) removeUnreachable(name string, d time.Duration) {
+	if !s.removing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer s.removing.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		got, err := s.removeMember(ctx, api.RemoveRequest{Name: name})
+		if err != nil {
+			s.warnOnce("auto-remove:"+name+":"+err.Error(), "not removing the unreachable member", zap.String("member", name), zap.Duration("unreachable-for", d), zap.Error(err))
+			return
+		}
+		s.lg.Warn("removed the unreachable member (membership.remove-unreachable-after); replace it with a new host (etcdvisor member join)",
+			zap.String("member", got.Name), zap.String("id", got.ID), zap.Duration("unreachable-for", d))
+	}()
 }
