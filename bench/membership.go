@@ -6,9 +6,10 @@ package main
 //	go run ./bench -membership -db-sizes 100MiB,1GiB
 //
 // Replace: a 3-member etcdvisor cluster is filled to each DB size with
-// incompressible 512 KiB values; a steady writer puts small values at
-// 200/s through a's and b's client URLs; c is killed (-9) and its data
-// removed; d, a new etcdvisor with a join section replacing c, starts. The
+// incompressible 512 KiB values; c is killed (-9) and its data removed;
+// once a and b serve writes again, a steady writer puts small values at
+// 200/s through their client URLs and d, a new etcdvisor with a join
+// section replacing c, starts. The
 // bench watches d's join journal in the cluster and reports the time from
 // d's start to its promotion, and from learner-added to promoted (the
 // database moving to d), against the rate this disk writes and fsyncs a
@@ -217,12 +218,26 @@ func measureReplace(ctx context.Context, o options, dir string, size uint64) (re
 	defer wcancel()
 	go watchSteps(wctx, cli, "d", &mu, steps)
 
-	w := startWriter(ctx, cli)
-	time.Sleep(2 * time.Second)
+	// c dies first; if it led, a and b elect a new leader, and the writes
+	// that fail meanwhile are the failure's, not the replacement's. The
+	// writer starts once a write goes through again.
 	procs[2].kill()
 	if err := os.RemoveAll(filepath.Join(ms[2].dir, "data")); err != nil {
 		return replaceResult{}, err
 	}
+	for {
+		pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := cli.Put(pctx, "/bench/after-failure", "x")
+		pcancel()
+		if err == nil {
+			break
+		}
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return replaceResult{}, err
+		}
+	}
+	w := startWriter(ctx, cli)
+	time.Sleep(2 * time.Second)
 	d := ms[3]
 	cfg := joinerConfig(d, "c", ms[0].client, ms[1].client)
 	cfgPath := filepath.Join(d.dir, "etcdvisor.yaml")
