@@ -200,6 +200,10 @@ func TestUnsafeJoinsAreRefusedAndChangeNothing(t *testing.T) {
 	dup.writeConfig(t)
 	joinRefused(t, dup, `a member named "b" is already in the cluster`)
 
+	// A replace naming no member is not turned into an add.
+	typo := c.Joiner(3, "cc", 0)
+	joinRefused(t, typo, `join.replaces "cc": no member of that name in the cluster`)
+
 	// Replacing a member that is healthy needs force.
 	healthy := c.Joiner(3, "c", 0)
 	joinRefused(t, healthy, "refusing to remove c: it is healthy")

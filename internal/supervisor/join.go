@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -158,7 +159,16 @@ func (j *joiner) begin(ctx context.Context, local *cluster.JoinRecord) error {
 
 	replaces := cfg.Join.Replaces
 	if _, present := v.Find(replaces); replaces != "" && !present {
-		j.lg.Info("the member to replace is not in the cluster (removed already); adding this member", zap.String("replaces", replaces))
+		// Gone because an earlier attempt removed it (the journal says so),
+		// or never there: a typo must not turn a replace into an add.
+		if j.rec.RemovedID == "" {
+			var names []string
+			for _, m := range v.Members {
+				names = append(names, m.Name)
+			}
+			return fmt.Errorf("join.replaces %q: no member of that name in the cluster (members: %s)", replaces, strings.Join(names, ", "))
+		}
+		j.lg.Info("the member to replace was removed by an earlier attempt; adding this member", zap.String("replaces", replaces), zap.String("removed-id", j.rec.RemovedID))
 		replaces = ""
 	}
 	check := func(v cluster.View) error {
