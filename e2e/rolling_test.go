@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/etcdvisor/etcdvisor/internal/api"
 	"github.com/etcdvisor/etcdvisor/internal/cluster"
 )
 
@@ -160,5 +161,48 @@ done:
 	restarts := sd.stop()
 	if got := restarts[leader]; len(got) != 1 || got[0] == 0 {
 		t.Errorf("the killed leader was restarted after exits %v, want once", got)
+	}
+}
+
+func TestARollingRestartCanBeAbortedAndStatusShowsIt(t *testing.T) {
+	c := NewCluster(t, WithMembers(3))
+	sd := c.superviseLikeSystemd()
+	cfg := c.Members[0].configPath()
+	if out, errOut, code := runCLI(t, "cluster", "rolling-restart", "--config", cfg); code != 0 {
+		t.Fatalf("rolling-restart: exit %d %s %s", code, out, errOut)
+	}
+	// A second one is refused while the first runs.
+	if _, errOut, code := runCLI(t, "cluster", "rolling-restart", "--config", cfg); code == 0 || !strings.Contains(errOut, "a rolling restart is running already") {
+		t.Errorf("a second rolling restart: exit %d %q", code, errOut)
+	}
+	var out, errOut string
+	var code int
+	waitUntil(t, "the abort", func() bool {
+		// The socket of a member in its turn does not answer for a moment.
+		out, errOut, code = runCLI(t, "cluster", "rolling-restart", "--abort", "--config", c.Members[1].configPath())
+		return code == 0 || !strings.Contains(errOut, "connect")
+	})
+	if code != 0 || !strings.Contains(out, "aborted") {
+		t.Fatalf("abort: exit %d %q %q", code, out, errOut)
+	}
+	out, errOut, code = runCLI(t, "cluster", "status", "--config", c.Members[1].configPath())
+	if code != 0 || !strings.Contains(out, "ROLLING RESTART") || !strings.Contains(out, "aborted") || !strings.Contains(out, "LOCK") {
+		t.Errorf("cluster status after the abort: exit %d\n%s%s", code, out, errOut)
+	}
+	// Whatever was restarting comes back; nobody else takes a turn.
+	for i := range c.Members {
+		waitUntil(t, c.Members[i].name+" serves", func() bool {
+			out, _, code := runCLI(t, "status", "-w", "json", "--config", c.Members[i].configPath())
+			var st api.Status
+			return code == 0 && json.Unmarshal([]byte(out), &st) == nil && st.Phase == api.PhaseReady
+		})
+	}
+	restarts := sd.stop()
+	total := 0
+	for _, r := range restarts {
+		total += len(r)
+	}
+	if total > 1 {
+		t.Errorf("members restarted after the abort: %v", restarts)
 	}
 }
