@@ -373,3 +373,27 @@ func TestAnUnreachableMemberIsRemovedAfterTheConfiguredGrace(t *testing.T) {
 	}
 	c.Stop()
 }
+
+func TestAnAbandonedLearnerIsRemovedByTheLeader(t *testing.T) {
+	c := NewCluster(t, WithMembers(3), WithSpareHosts(1), WithMemberSetup(func(i int, m *member) {
+		m.top = "membership:\n  remove-abandoned-learner-after: 10s\n"
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*waitLimit)
+	defer cancel()
+	wch := c.Client(0).Watch(ctx, cluster.JoinsPrefix+"d")
+	d := c.Joiner(3, "", 0, 1, 2)
+	pd := startDaemon(t, []string{"--config", d.configPath()})
+	seen := killAtStep(t, wch, pd, cluster.StepLearner)
+	// d never comes back: once its lock has expired and the learner has
+	// stayed idle past the limit, the leader's etcdvisor removes it.
+	c.waitVoters(0, "a", "b", "c")
+	rec := c.joinRecord(ctx, "d")
+	if rec.Step != cluster.StepAborted || !strings.Contains(rec.Error, "abandoned") || rec.LearnerID != seen.LearnerID {
+		t.Errorf("join record after the removal: %+v", rec)
+	}
+	logs := c.Procs[0].stderr.String() + c.Procs[1].stderr.String() + c.Procs[2].stderr.String()
+	if !strings.Contains(logs, "removed an abandoned learner") {
+		t.Error("no log line for the removal")
+	}
+	c.Stop()
+}

@@ -183,6 +183,11 @@ type Membership struct {
 	// the leader's etcdvisor, within the safety rules. 0, the default,
 	// leaves removal to the operator.
 	RemoveUnreachableAfter Duration `yaml:"remove-unreachable-after"`
+	// RemoveAbandonedLearnerAfter: a learner present this long while no
+	// one holds the membership lock (a live joiner holds it from adding its
+	// learner to promoting it) was left by a joiner that died; the leader's
+	// etcdvisor removes it, so joins and rolling restarts can go on. 0: off.
+	RemoveAbandonedLearnerAfter Duration `yaml:"remove-abandoned-learner-after"`
 }
 
 // Joining is whether join is configured.
@@ -299,7 +304,8 @@ func DefaultWithDataDir(dataDir string) *Config {
 			LeaderMoveInterval:     Duration(time.Minute),
 			Fence:                  true,
 		},
-		Join: Join{LearnerTimeout: Duration(5 * time.Minute)},
+		Join:       Join{LearnerTimeout: Duration(5 * time.Minute)},
+		Membership: Membership{RemoveAbandonedLearnerAfter: Duration(10 * time.Minute)},
 		Etcd: Etcd{
 			Name:                     "default",
 			DataDir:                  dataDir,

@@ -125,6 +125,9 @@ membership:
   # is removed by the leader's etcdvisor, within the safety rules. 0: never;
   # removal stays the operator's decision.
   remove-unreachable-after: {{.Membership.RemoveUnreachableAfter}}
+  # A learner present this long while nobody holds the membership lock was
+  # left by a joiner that died; the leader's etcdvisor removes it. 0: never.
+  remove-abandoned-learner-after: {{.Membership.RemoveAbandonedLearnerAfter}}
 
 etcd:
   # This member's name; unique in the cluster and listed in initial-cluster.

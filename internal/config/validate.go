@@ -442,6 +442,9 @@ func (v *validator) membership() {
 	if d != 0 && d < min {
 		v.fail("membership.remove-unreachable-after", d.String(), fmt.Sprintf("must be 0 (off) or at least 3x etcd.election-timeout (%s): a restart or an election is not a failure", min))
 	}
+	if a := v.c.Membership.RemoveAbandonedLearnerAfter; a != 0 && a < Duration(10*time.Second) {
+		v.fail("membership.remove-abandoned-learner-after", a.String(), "must be 0 (off) or at least 10s: a joiner that restarts takes the lock again within seconds")
+	}
 }
 
 func (v *validator) join() {

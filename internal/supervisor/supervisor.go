@@ -70,6 +70,7 @@ type Supervisor struct {
 	lastSt api.Status // the loop's latest status, for readers that must not block
 
 	unreach        unreachable              // owned by the loop
+	abandon        abandoned                // owned by the loop
 	removing       atomic.Bool              // an automatic removal runs
 	unreachableFor map[string]time.Duration // the loop's latest verdicts, by member name
 }
@@ -347,6 +348,7 @@ func (s *Supervisor) loop(ctx context.Context, ready <-chan struct{}) error {
 				st := s.status(ctx)
 				s.observe(st)
 				s.checkUnreachable(st)
+				s.checkAbandoned(st)
 				s.notify.Status(statusLine(st))
 			}
 			if time.Since(lastCertCheck) >= certCheckInterval {
