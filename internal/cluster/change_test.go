@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.uber.org/zap/zaptest"
+
+	"github.com/etcdvisor/etcdvisor/internal/testetcd"
 )
 
 // A learner that never catches up (here: added, never started) is not
@@ -86,6 +88,6 @@ func TestAChangeUnderALostLockIsRefused(t *testing.T) {
 }
 
 func peerURL(t *testing.T) string {
-	u := freeURL(t)
+	u := testetcd.FreeURL(t, "http")
 	return u.String()
 }

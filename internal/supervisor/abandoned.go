@@ -63,12 +63,6 @@ func (s *Supervisor) checkAbandoned(st api.Status) {
 	if after <= 0 || !st.IsLeader || st.Error != "" {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	holder, err := cluster.LockHolder(ctx, s.member.Client())
-	cancel()
-	if err != nil {
-		return
-	}
 	// Only a learner that never started, or whose member does not answer,
 	// counts: one an operator added by hand and is catching up runs.
 	var idle []api.Member
@@ -79,7 +73,19 @@ func (s *Supervisor) checkAbandoned(st api.Status) {
 		}
 	}
 	s.mu.Unlock()
-	ids := s.abandon.update(time.Now(), idle, holder == nil, after)
+	// The lock is read only while some learner is idle: most ticks have
+	// none, and then there is nothing to track.
+	lockFree := false
+	if len(idle) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		h, err := cluster.LockHolder(ctx, s.member.Client())
+		cancel()
+		if err != nil {
+			return
+		}
+		lockFree = h == nil
+	}
+	ids := s.abandon.update(time.Now(), idle, lockFree, after)
 	if len(ids) == 0 || !s.removing.CompareAndSwap(false, true) {
 		return
 	}

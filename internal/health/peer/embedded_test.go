@@ -3,15 +3,13 @@ package peer
 import (
 	"crypto/tls"
 	"fmt"
-	"net"
-	"net/url"
 	"testing"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest"
+
+	"github.com/etcdvisor/etcdvisor/internal/testetcd"
 )
 
 // startEtcd runs a one-member etcd on free loopback ports and returns its
@@ -23,48 +21,16 @@ func startEtcd(t *testing.T, tc *testTLS) string {
 	if tc != nil {
 		scheme = "https"
 	}
-	peerURL := freeURL(t, scheme)
-	clientURL := freeURL(t, "http")
-	cfg := embed.NewConfig()
-	cfg.Name = "m1"
-	cfg.Dir = t.TempDir()
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peerURL}, []url.URL{peerURL}
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{clientURL}, []url.URL{clientURL}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	cfg.UnsafeNoFsync = true
-	cfg.Logger = "zap"
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
-	if tc != nil {
-		cfg.PeerTLSInfo = transport.TLSInfo{
-			CertFile:       tc.certFile,
-			KeyFile:        tc.keyFile,
-			TrustedCAFile:  tc.caFile,
-			ClientCertAuth: true,
+	return testetcd.Start(t, scheme, func(cfg *embed.Config) {
+		if tc != nil {
+			cfg.PeerTLSInfo = transport.TLSInfo{
+				CertFile:       tc.certFile,
+				KeyFile:        tc.keyFile,
+				TrustedCAFile:  tc.caFile,
+				ClientCertAuth: true,
+			}
 		}
-	}
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		t.Fatalf("start etcd: %v", err)
-	}
-	t.Cleanup(e.Close)
-	select {
-	case <-e.Server.ReadyNotify():
-	case err := <-e.Err():
-		t.Fatalf("etcd failed before ready: %v", err)
-	case <-time.After(hangGuard):
-		t.Fatalf("etcd not ready within %v", hangGuard)
-	}
-	return peerURL.String()
-}
-
-func freeURL(t *testing.T, scheme string) url.URL {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return url.URL{Scheme: scheme, Host: ln.Addr().String()}
+	}).PeerURL
 }
 
 func TestEmbeddedEtcdPeerListenerAnswersProbes(t *testing.T) {
