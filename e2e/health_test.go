@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/etcdvisor/etcdvisor/e2e/faults"
+	"github.com/etcdvisor/etcdvisor/internal/fence"
 	"github.com/etcdvisor/etcdvisor/internal/health"
 )
 
@@ -82,7 +83,22 @@ func TestSlowLeaderDiskMovesLeadership(t *testing.T) {
 	waitReadyz(t, c.Members[slow].metricsAddr, 503, "critical")
 	waitFenced(ctx, t, clis[slow])
 
-	// 4. The cluster takes writes through the healthy members after the
+	// 4. A client that knows all three members, as kube-apiserver does,
+	// loses no write to the fence: clientv3 resends each refused put to
+	// the next endpoint.
+	refusedBefore := counterSum(scrapeMetrics(t, c.Members[slow].metricsAddr), "etcdvisor_fence_refused_requests_total")
+	all := startWriteLoad(t, c.Client(0, 1, 2), 60*time.Second)
+	waitUntil(t, "the fenced member refuses puts of the all-endpoint load", func() bool {
+		return all.succeeded() >= 30 &&
+			counterSum(scrapeMetrics(t, c.Members[slow].metricsAddr), "etcdvisor_fence_refused_requests_total") > refusedBefore
+	})
+	if res := all.stop(); res.failed > 0 {
+		t.Errorf("all-endpoint load while one member is fenced: %d of %d puts failed (first: %v)", res.failed, res.ok+res.failed, res.firstErr)
+	} else {
+		t.Logf("all-endpoint load while one member is fenced: %d puts, none failed", res.ok)
+	}
+
+	// 5. The cluster takes writes through the healthy members after the
 	// move: the load goes on, and a put of our own succeeds.
 	before := load.succeeded()
 	putEventually(ctx, t, healthy, "/registry/after-move", "ok")
@@ -99,7 +115,7 @@ func TestSlowLeaderDiskMovesLeadership(t *testing.T) {
 		}
 	}
 
-	// 5. Once the disk is fast again, the member recovers.
+	// 6. Once the disk is fast again, the member recovers.
 	fs.SetFsyncLatency(0)
 	recovered := waitHealth(t, cfg, "ok after the disk is fast again", func(r health.Report) bool { return r.State == health.OK })
 	t.Logf("slow member ok again: fsync probe p99 %s, wal fsync p99 %s",
@@ -567,18 +583,21 @@ func waitReadyz(t *testing.T, addr string, code int, body string) {
 	t.Logf("/readyz: %d %s", gotCode, strings.TrimSpace(gotBody))
 }
 
-// waitFenced waits until a put straight to the member of cli is refused
-// with codes.Unavailable for being critical.
+// waitFenced waits until a put straight to the member of cli (its only
+// endpoint) is refused with codes.Unavailable for being critical.
 func waitFenced(ctx context.Context, t *testing.T, cli *clientv3.Client) {
 	t.Helper()
 	var last error
+	var why string
 	waitUntil(t, "a put to the critical member refused as Unavailable", func() bool {
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		_, last = cli.Put(pctx, "/registry/fenced", "no")
-		return status.Code(last) == codes.Unavailable && strings.Contains(last.Error(), "critical")
+		var fenced bool
+		_, why, fenced = fence.Info(last)
+		return status.Code(last) == codes.Unavailable && fenced && strings.Contains(why, "critical")
 	})
-	t.Logf("put to the critical member: %v", last)
+	t.Logf("put to the critical member: %v (%s)", last, why)
 }
 
 // waitUntil polls cond until it holds, failing after healthWait.

@@ -1,16 +1,24 @@
 // Package fence takes a starving member out of client traffic: while the
-// gate is closed, the member's gRPC server refuses new client requests with
-// codes.Unavailable, a retryable error, so etcd clients (kube-apiserver
-// among them) go to another endpoint instead of waiting on this member's
+// gate is closed, the member's gRPC server refuses new client requests
+// before doing anything with them, so etcd clients (kube-apiserver among
+// them) send them to another endpoint instead of waiting on this member's
 // slow disk.
 //
 // Why refuse rather than close the client listener: etcd's embed API gives
 // no handle on its listeners or gRPC servers short of stopping them for
 // good, and closing connections would fail requests in flight; a refusal is
-// immediate, reversible per request, and clientv3 retries a refused read on
-// the next endpoint by itself. A refused write returns to the caller at
-// once with Unavailable (clientv3 does not resend writes it cannot prove
-// unsent); its retry goes to the next endpoint in the client's round-robin.
+// immediate and reversible per request.
+//
+// Why the refusal reads "there is no connection available": clientv3
+// resends a write (Put, Delete, Txn) only when the error proves the write
+// never reached a server, and the one proof it accepts is codes.Unavailable
+// with exactly that message (isSafeRetryMutableRPC in client/v3/retry.go).
+// A refused request has not been applied, so the promise holds, and with
+// it clientv3 resends the write to the next endpoint of its round-robin
+// after its 25 ms backoff instead of failing it to the caller. Any other
+// wording would fail every write that lands on a fenced member. Who refused
+// and why travel in the status details (an ErrorInfo), and the member
+// counts its refusals.
 //
 // Only the services clients use are fenced (KV, Watch, Lease, Lock,
 // Election). Maintenance and Cluster stay open: operators, etcdctl and the
@@ -23,6 +31,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -37,10 +46,21 @@ var fencedServices = []string{
 	"/v3electionpb.Election/",
 }
 
+// RetryableMessage is the status message clientv3 takes as proof that a
+// request was not sent, and so may be resent to another endpoint.
+const RetryableMessage = "there is no connection available"
+
+// ErrorReason and ErrorDomain mark a refusal's ErrorInfo detail.
+const (
+	ErrorReason = "MEMBER_FENCED"
+	ErrorDomain = "etcdvisor"
+)
+
 // Gate is open (serving) until Close. The zero value is open.
 type Gate struct {
-	reason atomic.Pointer[string] // nil while open
-	member string
+	reason  atomic.Pointer[string] // nil while open
+	member  string
+	refused atomic.Uint64
 }
 
 // New returns an open gate for the named member (named in refusals).
@@ -60,6 +80,9 @@ func (g *Gate) Closed() (bool, string) {
 	return false, ""
 }
 
+// Refused is how many client requests the gate has refused.
+func (g *Gate) Refused() uint64 { return g.refused.Load() }
+
 // check is the one decision both interceptors make.
 func (g *Gate) check(method string) error {
 	r := g.reason.Load()
@@ -68,10 +91,41 @@ func (g *Gate) check(method string) error {
 	}
 	for _, prefix := range fencedServices {
 		if strings.HasPrefix(method, prefix) {
-			return status.Errorf(codes.Unavailable, "etcdvisor: member %s is not taking client requests while it is critical (%s); use another endpoint", g.member, *r)
+			g.refused.Add(1)
+			return refusal(g.member, *r)
 		}
 	}
 	return nil
+}
+
+// refusal is the error a fenced request gets: retryable by clientv3, with
+// the member and the reason in an ErrorInfo detail.
+func refusal(member, reason string) error {
+	st := status.New(codes.Unavailable, RetryableMessage)
+	withInfo, err := st.WithDetails(&errdetails.ErrorInfo{
+		Reason:   ErrorReason,
+		Domain:   ErrorDomain,
+		Metadata: map[string]string{"member": member, "why": "member is critical: " + reason},
+	})
+	if err != nil { // only if the detail cannot be marshalled
+		return st.Err()
+	}
+	return withInfo.Err()
+}
+
+// Info returns the member and reason of a fence refusal, and false for any
+// other error.
+func Info(err error) (member, why string, ok bool) {
+	st, isStatus := status.FromError(err)
+	if !isStatus {
+		return "", "", false
+	}
+	for _, d := range st.Details() {
+		if ei, isInfo := d.(*errdetails.ErrorInfo); isInfo && ei.Reason == ErrorReason && ei.Domain == ErrorDomain {
+			return ei.Metadata["member"], ei.Metadata["why"], true
+		}
+	}
+	return "", "", false
 }
 
 // ServerOptions are the gRPC server options that install the gate; they go

@@ -16,13 +16,18 @@ import (
 	"github.com/etcdvisor/etcdvisor/internal/testetcd"
 )
 
-// startEtcd runs a one-member etcd with the gate installed, as etcdrun does.
-func startEtcd(t *testing.T, g *Gate) *clientv3.Client {
+// startEtcd runs a one-member etcd with the gate installed, as etcdrun
+// does, and returns its client URL.
+func startEtcd(t *testing.T, g *Gate) string {
 	t.Helper()
-	m := testetcd.Start(t, "http", func(cfg *embed.Config) {
+	return testetcd.Start(t, "http", func(cfg *embed.Config) {
 		cfg.GRPCAdditionalServerOptions = g.ServerOptions()
-	})
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.ClientURL}, Logger: zap.NewNop()})
+	}).ClientURL
+}
+
+func newClient(t *testing.T, endpoints ...string) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +37,7 @@ func startEtcd(t *testing.T, g *Gate) *clientv3.Client {
 
 func TestClosedGateRefusesClientRequestsButNotMaintenance(t *testing.T) {
 	g := New("m1")
-	cli := startEtcd(t, g)
+	cli := newClient(t, startEtcd(t, g))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := cli.Put(ctx, "k", "v"); err != nil {
@@ -43,9 +48,15 @@ func TestClosedGateRefusesClientRequestsButNotMaintenance(t *testing.T) {
 	if closed, why := g.Closed(); !closed || why != "fsync probe p99 200ms" {
 		t.Fatalf("Closed() = %v, %q", closed, why)
 	}
+	// With no other endpoint, clientv3 resends the put to this one until
+	// its retries run out, and then fails it with the refusal.
 	_, err := cli.Put(ctx, "k", "v2")
-	if status.Code(err) != codes.Unavailable || !strings.Contains(fmt.Sprint(err), "member m1 is not taking client requests while it is critical (fsync probe p99 200ms)") {
-		t.Fatalf("put through a closed gate: %v, want Unavailable naming the member and reason", err)
+	member, why, ok := Info(err)
+	if status.Code(err) != codes.Unavailable || !ok || member != "m1" || !strings.Contains(why, "fsync probe p99 200ms") {
+		t.Fatalf("put through a closed gate: %v (info %q %q %v), want Unavailable naming the member and reason", err, member, why, ok)
+	}
+	if n := g.Refused(); n < 2 {
+		t.Errorf("the gate refused %d requests; clientv3 should have resent the put", n)
 	}
 	// Operators and peers still see the member.
 	if _, err := cli.Status(ctx, cli.Endpoints()[0]); err != nil {
@@ -63,6 +74,39 @@ func TestClosedGateRefusesClientRequestsButNotMaintenance(t *testing.T) {
 	if len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "v" {
 		t.Errorf("got %v: the refused put must not have been applied", resp.Kvs)
 	}
+}
+
+// A write refused by a closed gate is resent by clientv3 to its next
+// endpoint instead of failing. The second endpoint here is a separate
+// one-member cluster, so where each put landed can be read back.
+func TestClientsResendRefusedWritesToAnotherEndpoint(t *testing.T) {
+	g := New("m1")
+	fenced := startEtcd(t, g)
+	other := testetcd.Start(t, "http", nil).ClientURL
+	g.Close("stalled")
+	cli := newClient(t, fenced, other)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const puts = 20
+	for i := range puts {
+		if _, err := cli.Put(ctx, fmt.Sprintf("k%02d", i), "v"); err != nil {
+			t.Fatalf("put %d with a fenced and an open endpoint: %v", i, err)
+		}
+	}
+	if g.Refused() == 0 {
+		t.Fatalf("no put went to the fenced endpoint first; the test proves nothing")
+	}
+	g.Open()
+	for url, want := range map[string]int64{other: puts, fenced: 0} {
+		resp, err := newClient(t, url).Get(ctx, "k", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Count != want {
+			t.Errorf("%s holds %d of the puts, want %d", url, resp.Count, want)
+		}
+	}
+	t.Logf("%d puts, %d refused by the fenced member and resent", puts, g.Refused())
 }
 
 func TestOnlyClientServicesAreFenced(t *testing.T) {

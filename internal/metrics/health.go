@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/etcdvisor/etcdvisor/internal/health"
@@ -17,6 +19,7 @@ type Health struct {
 	moveFailures  *prometheus.CounterVec
 	unavailable   *prometheus.GaugeVec
 	fenced        prometheus.Gauge
+	refusedBy     atomic.Pointer[func() uint64]
 	sourcesByName map[string]bool
 }
 
@@ -61,9 +64,21 @@ func newHealth(reg prometheus.Registerer) *Health {
 		}),
 		sourcesByName: map[string]bool{},
 	}
-	reg.MustRegister(h.state, h.signals, h.FsyncProbe, h.PeerRTT, h.moves, h.moveFailures, h.unavailable, h.fenced)
+	refused := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "etcdvisor_fence_refused_requests_total",
+		Help: "Client requests this member refused while fenced; clients resend them to another endpoint.",
+	}, func() float64 {
+		if f := h.refusedBy.Load(); f != nil {
+			return float64((*f)())
+		}
+		return 0
+	})
+	reg.MustRegister(h.state, h.signals, h.FsyncProbe, h.PeerRTT, h.moves, h.moveFailures, h.unavailable, h.fenced, refused)
 	return h
 }
+
+// CountRefusals makes etcdvisor_fence_refused_requests_total read count.
+func (h *Health) CountRefusals(count func() uint64) { h.refusedBy.Store(&count) }
 
 // Set records one report.
 func (h *Health) Set(r health.Report) {

@@ -106,6 +106,7 @@ func newWatch(s *Supervisor) (*watch, error) {
 		stallExit = 10 * e.ElectionTimeout.D()
 	}
 	wt := &watch{s: s, peers: peers, t: t, stallFn: stallExit, fatal: make(chan error, 1), gate: fence.New(e.Name)}
+	s.metrics.Health.CountRefusals(wt.gate.Refused)
 	wt.mover = leaderMover{s: s, lg: lg, interval: h.LeaderMoveInterval.D(), enabled: h.LeaderMove}
 	wt.w = health.NewWatcher(src, t, h.Window.D(), h.RecoverAfter.D(), lg)
 	wt.w.OnReport = wt.onReport
