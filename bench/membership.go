@@ -82,7 +82,7 @@ func runMembership(o options) error {
 			return fmt.Errorf("replace with a %s DB: %w", humanize.IBytes(size), err)
 		}
 		r.diskRate = rate
-		logf("replace, %s DB: %s to promoted (DB moved in %s), writes: %s", humanize.IBytes(uint64(r.db)), r.total.Round(time.Millisecond), r.move.Round(time.Millisecond), r.load)
+		logf("replace, %s DB: %s to promoted (DB moved in %s; %s), writes: %s", humanize.IBytes(uint64(r.db)), r.total.Round(time.Millisecond), r.move.Round(time.Millisecond), r.phases, r.load)
 		replaces = append(replaces, r)
 	}
 	var rolls []rollResult
@@ -175,6 +175,7 @@ func newClient(eps []string) (*clientv3.Client, error) {
 type replaceResult struct {
 	db          int64
 	total, move time.Duration // d's start to promoted; learner-added to promoted
+	phases      string        // where the time went, step by step
 	diskRate    float64       // bytes/s
 	load        loadStats
 }
@@ -263,7 +264,7 @@ func measureReplace(ctx context.Context, o options, dir string, size uint64) (re
 				return replaceResult{}, err
 			}
 			time.Sleep(2 * time.Second) // writes after the change count too
-			return replaceResult{db: db, total: promoted.Sub(start), move: promoted.Sub(learner), load: w.stop()}, nil
+			return replaceResult{db: db, total: promoted.Sub(start), move: promoted.Sub(learner), phases: phases(start, steps), load: w.stop()}, nil
 		}
 		if pd.exited() {
 			return replaceResult{}, pd.failure("exited during the join: %v", pd.err)
@@ -272,6 +273,22 @@ func measureReplace(ctx context.Context, o options, dir string, size uint64) (re
 			return replaceResult{}, pd.failure("not promoted: %v", err)
 		}
 	}
+}
+
+// phases says how long each step of the join took after the one before,
+// from d's start: the lock, pre-flight and snapshot end at "checked".
+func phases(start time.Time, steps map[string]time.Time) string {
+	var b strings.Builder
+	prev := start
+	for _, step := range []string{evcluster.StepChecked, evcluster.StepRemoved, evcluster.StepLearner, evcluster.StepPromoted} {
+		at, ok := steps[step]
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(&b, " %s +%s", step, at.Sub(prev).Round(time.Millisecond))
+		prev = at
+	}
+	return strings.TrimSpace(b.String())
 }
 
 // joinerConfig is the other modes' config plus a join section.

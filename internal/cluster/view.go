@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -109,6 +111,15 @@ func ProbeMember(ctx context.Context, lg *zap.Logger, tlsCfg *tls.Config, m api.
 	}
 	ctx, cancel := context.WithTimeout(ctx, ProbeTimeout)
 	defer cancel()
+	// A member whose port refuses connections is down, and says so at
+	// once; clientv3 would instead wait out the whole timeout for a
+	// connection that cannot come (its calls wait for a ready connection
+	// and Status is retried), and every change that observes a cluster
+	// with a dead member would pay that wait.
+	if err := dialable(ctx, m.ClientURLs[0]); err != nil {
+		h.Error = err.Error()
+		return h
+	}
 	var cfg *tls.Config
 	if tlsCfg != nil && strings.HasPrefix(m.ClientURLs[0], "https://") {
 		cfg = tlsCfg
@@ -145,4 +156,18 @@ func ProbeMember(ctx context.Context, lg *zap.Logger, tlsCfg *tls.Config, m api.
 		}
 	}
 	return h
+}
+
+// dialable opens and closes a TCP connection to a client URL's address.
+func dialable(ctx context.Context, clientURL string) error {
+	u, err := url.Parse(clientURL)
+	if err != nil {
+		return fmt.Errorf("client URL %q: %w", clientURL, err)
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", u.Host)
+	if err != nil {
+		return fmt.Errorf("status from %s: %w", clientURL, err)
+	}
+	return conn.Close()
 }
