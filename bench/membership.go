@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"github.com/dustin/go-humanize"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -77,13 +78,15 @@ func runMembership(o options) error {
 		if err != nil {
 			return err
 		}
-		r, err := measureReplace(ctx, o, filepath.Join(base, fmt.Sprintf("replace%d", i)), size)
-		if err != nil {
-			return fmt.Errorf("replace with a %s DB: %w", humanize.IBytes(size), err)
+		for _, visor := range []bool{false, true} {
+			r, err := measureReplace(ctx, o, filepath.Join(base, fmt.Sprintf("replace%d-%t", i, visor)), size, visor)
+			if err != nil {
+				return fmt.Errorf("replace with a %s DB (etcdvisor %t): %w", humanize.IBytes(size), visor, err)
+			}
+			r.diskRate = rate
+			logf("replace (%s), %s DB: %s to promoted (DB moved in %s; %s), writes: %s", r.name, humanize.IBytes(uint64(r.db)), r.total.Round(time.Millisecond), r.move.Round(time.Millisecond), r.phases, r.load)
+			replaces = append(replaces, r)
 		}
-		r.diskRate = rate
-		logf("replace, %s DB: %s to promoted (DB moved in %s; %s), writes: %s", humanize.IBytes(uint64(r.db)), r.total.Round(time.Millisecond), r.move.Round(time.Millisecond), r.phases, r.load)
-		replaces = append(replaces, r)
 	}
 	var rolls []rollResult
 	for round := 1; round <= o.rounds; round++ {
@@ -173,6 +176,7 @@ func newClient(eps []string) (*clientv3.Client, error) {
 // ---- replace ----
 
 type replaceResult struct {
+	name        string
 	db          int64
 	total, move time.Duration // d's start to promoted; learner-added to promoted
 	phases      string        // where the time went, step by step
@@ -180,12 +184,16 @@ type replaceResult struct {
 	load        loadStats
 }
 
-func measureReplace(ctx context.Context, o options, dir string, size uint64) (replaceResult, error) {
+func measureReplace(ctx context.Context, o options, dir string, size uint64, visor bool) (replaceResult, error) {
 	ms, err := planLoopback(dir, "bench-replace-"+filepath.Base(dir), 4)
 	if err != nil {
 		return replaceResult{}, err
 	}
-	procs := make(cluster, 3)
+	start, bin, name := startPlain, o.etcd, "plain etcd, by hand"
+	if visor {
+		start, bin, name = startEtcdvisor, o.etcdvisor, "etcdvisor join"
+	}
+	procs := make(cluster, 4)
 	defer func() {
 		for _, p := range procs {
 			if p != nil {
@@ -195,11 +203,11 @@ func measureReplace(ctx context.Context, o options, dir string, size uint64) (re
 	}()
 	for i := range 3 {
 		ms[i].initialCluster = strings.Join(strings.Split(ms[i].initialCluster, ",")[:3], ",")
-		if procs[i], err = startEtcdvisor(o.etcdvisor, ms[i]); err != nil {
+		if procs[i], err = start(bin, ms[i]); err != nil {
 			return replaceResult{}, err
 		}
 	}
-	if err := procs.waitReady(ctx); err != nil {
+	if err := procs[:3].waitReady(ctx); err != nil {
 		return replaceResult{}, err
 	}
 	cli, err := newClient([]string{ms[0].client, ms[1].client})
@@ -211,13 +219,7 @@ func measureReplace(ctx context.Context, o options, dir string, size uint64) (re
 	if err != nil {
 		return replaceResult{}, err
 	}
-	logf("replace: filled the DB to %s", humanize.IBytes(uint64(db)))
-
-	steps := map[string]time.Time{}
-	var mu sync.Mutex
-	wctx, wcancel := context.WithCancel(ctx)
-	defer wcancel()
-	go watchSteps(wctx, cli, "d", &mu, steps)
+	logf("replace (%s): filled the DB to %s", name, humanize.IBytes(uint64(db)))
 
 	// c dies first; if it led, a and b elect a new leader, and the writes
 	// that fail meanwhile are the failure's, not the replacement's. The
@@ -239,6 +241,34 @@ func measureReplace(ctx context.Context, o options, dir string, size uint64) (re
 	}
 	w := startWriter(ctx, cli)
 	time.Sleep(2 * time.Second)
+	rctx, rcancel := context.WithTimeout(ctx, replaceWait)
+	defer rcancel()
+	var r replaceResult
+	if visor {
+		r, err = replaceByJoin(rctx, o, ms, procs, cli)
+	} else {
+		r, err = replaceByHand(rctx, o, ms, procs, cli)
+	}
+	if err != nil {
+		return replaceResult{}, err
+	}
+	if err := procs[3].waitReady(ctx); err != nil {
+		return replaceResult{}, err
+	}
+	time.Sleep(2 * time.Second) // writes after the change count too
+	r.name, r.db, r.load = name, db, w.stop()
+	return r, nil
+}
+
+// replaceByJoin starts d, an etcdvisor whose config replaces c, and
+// follows its join journal in the cluster.
+func replaceByJoin(ctx context.Context, o options, ms []member, procs cluster, cli *clientv3.Client) (replaceResult, error) {
+	steps := map[string]time.Time{}
+	var mu sync.Mutex
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	go watchSteps(wctx, cli, "d", &mu, steps)
+
 	d := ms[3]
 	cfg := joinerConfig(d, "c", ms[0].client, ms[1].client)
 	cfgPath := filepath.Join(d.dir, "etcdvisor.yaml")
@@ -250,26 +280,83 @@ func measureReplace(ctx context.Context, o options, dir string, size uint64) (re
 	if err != nil {
 		return replaceResult{}, err
 	}
-	defer pd.kill()
+	procs[3] = pd
 	pd.endpoint = d.client
 	pd.ready = func(ctx context.Context) error { return probeReadyz(ctx, d.probe, "http://"+d.metrics+"/readyz") }
-	rctx, rcancel := context.WithTimeout(ctx, replaceWait)
-	defer rcancel()
 	for {
 		mu.Lock()
 		promoted, learner := steps[evcluster.StepPromoted], steps[evcluster.StepLearner]
 		mu.Unlock()
 		if !promoted.IsZero() {
-			if err := pd.waitReady(ctx); err != nil {
-				return replaceResult{}, err
-			}
-			time.Sleep(2 * time.Second) // writes after the change count too
-			return replaceResult{db: db, total: promoted.Sub(start), move: promoted.Sub(learner), phases: phases(start, steps), load: w.stop()}, nil
+			return replaceResult{total: promoted.Sub(start), move: promoted.Sub(learner), phases: phases(start, steps)}, nil
 		}
 		if pd.exited() {
 			return replaceResult{}, pd.failure("exited during the join: %v", pd.err)
 		}
-		if err := sleep(rctx, 50*time.Millisecond); err != nil {
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return replaceResult{}, pd.failure("not promoted: %v", err)
+		}
+	}
+}
+
+// replaceByHand is the documented procedure with plain etcd, done as fast
+// as a script could: remove c, add d as a learner, start it with the
+// existing cluster, and ask for its promotion every 25 ms until etcd
+// agrees.
+func replaceByHand(ctx context.Context, o options, ms []member, procs cluster, cli *clientv3.Client) (replaceResult, error) {
+	start := time.Now()
+	list, err := cli.MemberList(ctx)
+	if err != nil {
+		return replaceResult{}, err
+	}
+	for _, m := range list.Members {
+		if m.Name == "c" {
+			if _, err := cli.MemberRemove(ctx, m.ID); err != nil {
+				return replaceResult{}, fmt.Errorf("remove c: %w", err)
+			}
+		}
+	}
+	d := ms[3]
+	// etcd refuses changes as "unhealthy cluster" until every member has
+	// been connected for a few seconds; a script asks again.
+	var added *clientv3.MemberAddResponse
+	for {
+		if added, err = cli.MemberAddAsLearner(ctx, []string{d.peer}); !errors.Is(err, rpctypes.ErrUnhealthy) {
+			break
+		}
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return replaceResult{}, err
+		}
+	}
+	if err != nil {
+		return replaceResult{}, fmt.Errorf("add d as a learner: %w", err)
+	}
+	learner := time.Now()
+	d.initialCluster = strings.Join([]string{
+		strings.Split(ms[0].initialCluster, ",")[0], strings.Split(ms[0].initialCluster, ",")[1], "d=" + d.peer}, ",")
+	args := plainFlags(d)
+	args[slices.Index(args, "--initial-cluster-state")+1] = "existing"
+	pd, err := startProc("plain etcd d", o.etcd, args...)
+	if err != nil {
+		return replaceResult{}, err
+	}
+	procs[3] = pd
+	pd.endpoint = d.client
+	pd.sigtermIsClean = true
+	pd.ready = func(ctx context.Context) error { return probeHealth(ctx, d.probe, d.client+"/health") }
+	for {
+		_, err := cli.MemberPromote(ctx, added.Member.ID)
+		if err == nil {
+			now := time.Now()
+			return replaceResult{total: now.Sub(start), move: now.Sub(learner)}, nil
+		}
+		if !errors.Is(err, rpctypes.ErrGRPCLearnerNotReady) && !errors.Is(err, rpctypes.ErrMemberLearnerNotReady) {
+			return replaceResult{}, fmt.Errorf("promote d: %w", err)
+		}
+		if pd.exited() {
+			return replaceResult{}, pd.failure("exited as a learner: %v", pd.err)
+		}
+		if err := sleep(ctx, 25*time.Millisecond); err != nil {
 			return replaceResult{}, pd.failure("not promoted: %v", err)
 		}
 	}
@@ -534,7 +621,10 @@ func printMembership(w io.Writer, disk string, replaces []replaceResult, rolls [
 		moveRate := float64(r.db) / r.move.Seconds()
 		ratio := moveRate / r.diskRate
 		goal := fmt.Sprintf("move >= 0.5x disk: %s; no failed write: %s", yes(ratio >= 0.5), yes(r.load.failed == 0))
-		fmt.Fprintf(tw, "\t%s\t%s\t%s\t%s/s\t%s/s\t%.2fx\t%d of %d\t%s\t%s\n", humanize.IBytes(uint64(r.db)), r.total.Round(time.Millisecond),
+		if !strings.HasPrefix(r.name, "etcdvisor") {
+			goal = "(reference)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s/s\t%s/s\t%.2fx\t%d of %d\t%s\t%s\n", r.name, humanize.IBytes(uint64(r.db)), r.total.Round(time.Millisecond),
 			r.move.Round(time.Millisecond), humanize.IBytes(uint64(moveRate)), humanize.IBytes(uint64(r.diskRate)), ratio,
 			r.load.failed, r.load.ok+r.load.failed, r.load.longestGap.Round(100*time.Microsecond), goal)
 	}
