@@ -603,7 +603,14 @@ func waitFenced(ctx context.Context, t *testing.T, cli *clientv3.Client) {
 // waitUntil polls cond until it holds, failing after healthWait.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(healthWait); !cond(); time.Sleep(100 * time.Millisecond) {
+	waitUntilEvery(t, 100*time.Millisecond, what, cond)
+}
+
+// waitUntilEvery is waitUntil polling every interval, for a state that
+// lasts only a moment.
+func waitUntilEvery(t *testing.T, interval time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(healthWait); !cond(); time.Sleep(interval) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: not within %s", what, healthWait)
 		}

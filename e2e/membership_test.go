@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -285,6 +287,109 @@ func TestAJoinKilledAfterAStepCompletesWhenRetried(t *testing.T) {
 			c.Stop()
 		})
 	}
+}
+
+// A joiner killed (-9) while its learner runs and before its promotion:
+// the cluster keeps serving with the learner in it (a learner does not
+// count towards the quorum), and started again the joiner resumes from its
+// data and promotes it. The kill lands once the learner's WAL exists,
+// while the database (64 MiB here) is still on its way to it.
+func TestAJoinKilledBeforePromotionCompletesWhenRetried(t *testing.T) {
+	c := NewCluster(t, WithMembers(3), WithSpareHosts(1))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*waitLimit)
+	defer cancel()
+	cli := c.Client(0, 1)
+	val := make([]byte, 512<<10)
+	for i := range 128 {
+		rand.Read(val)
+		if _, err := cli.Put(ctx, fmt.Sprintf("/fill/%03d", i), string(val)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Procs[2].signal(syscall.SIGKILL)
+
+	d := c.Joiner(3, "c", 0, 1)
+	pd := startDaemon(t, []string{"--config", d.configPath()})
+	wal := filepath.Join(d.dataDir(), "member", "wal")
+	waitUntilEvery(t, 5*time.Millisecond, "the learner's WAL", func() bool {
+		entries, _ := os.ReadDir(wal)
+		return len(entries) > 0
+	})
+	pd.signal(syscall.SIGKILL)
+
+	var learner bool
+	for _, m := range c.memberList(0).Members {
+		learner = learner || m.IsLearner && m.PeerURLs[0] == d.peerURL
+	}
+	if !learner {
+		t.Fatalf("after the kill d is not a learner (members %+v): the kill did not land before the promotion", c.memberList(0).Members)
+	}
+	if rec := c.joinRecord(ctx, "d"); rec.Step != cluster.StepLearner {
+		t.Fatalf("join record after the kill: %+v, want step %s", rec, cluster.StepLearner)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err := cli.Put(wctx, "while-a-learner-is-orphaned", "ok")
+	wcancel()
+	if err != nil {
+		t.Fatalf("the cluster does not serve with the orphaned learner: %v", err)
+	}
+
+	pd = c.Join(d)
+	pd.waitReady()
+	if !strings.Contains(pd.stderr.String(), "resuming a join") {
+		t.Errorf("the restarted joiner did not resume from its data:\n%s", tail(pd.stderr.String(), 20))
+	}
+	c.Members, c.Procs = slices.Delete(c.Members, 2, 3), slices.Delete(c.Procs, 2, 3)
+	c.waitVoters(0, "a", "b", "d")
+	if rec := c.joinRecord(ctx, "d"); rec.Step != cluster.StepPromoted {
+		t.Errorf("after the retry the join record says %+v", rec)
+	}
+	resp, err := c.Client(2).Get(ctx, "/fill/", clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithSerializable())
+	if err != nil || resp.Count != 128 {
+		t.Errorf("d holds %v of the 128 values (%v)", resp, err)
+	}
+	// A member that joined restarts from its own data, as systemd or a
+	// rolling restart would start it, with the same config.
+	if code := c.Procs[2].stop(); code != 0 {
+		t.Fatalf("stop d: exit %d", code)
+	}
+	c.Restart(2)
+	c.waitVoters(0, "a", "b", "d")
+	c.Stop()
+}
+
+// A joiner that waits for the membership lock answers on its control
+// socket (status says who holds the lock; routes that need the member say
+// it has not started), and SIGTERM ends the wait cleanly, changing nothing.
+func TestAJoinWaitingForTheLockAnswersAndStopsCleanly(t *testing.T) {
+	c := NewCluster(t, WithMembers(3), WithSpareHosts(1))
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	lock, err := cluster.AcquireLock(ctx, c.Client(0), "the e2e test, on purpose", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Release()
+
+	d := c.Joiner(3, "", 0, 1, 2)
+	pd := startDaemon(t, []string{"--config", d.configPath()})
+	var out string
+	waitUntil(t, "status of the waiting joiner", func() bool {
+		out, _, _ = runCLI(t, "status", "--config", d.configPath())
+		return strings.Contains(out, "waiting for the membership lock, held by the e2e test, on purpose")
+	})
+	t.Logf("status while waiting:\n%s", out)
+	_, errOut, code := runCLI(t, "member", "list", "--config", d.configPath())
+	if code == 0 || !strings.Contains(errOut, "has not started yet") {
+		t.Errorf("member list on the waiting joiner: exit %d %q", code, errOut)
+	}
+	if code := pd.stop(); code != 0 {
+		t.Errorf("SIGTERM while waiting for the lock: exit %d\n%s", code, tail(pd.stderr.String(), 10))
+	}
+	if n := len(c.memberList(0).Members); n != 3 {
+		t.Errorf("%d members after the joiner stopped while waiting, want 3", n)
+	}
+	c.Stop()
 }
 
 func TestMemberRemoveFollowsTheSafetyRules(t *testing.T) {

@@ -54,7 +54,11 @@ func (s *Supervisor) prepareJoin(ctx context.Context) (*joiner, error) {
 	if hasMember(cfg.Etcd.DataDir, cfg.Etcd.WalDir) {
 		// etcd knows its cluster from its own WAL: the join config is only
 		// a reminder of how this member came to be. A learner left behind
-		// by a crash is promoted once the member runs again.
+		// by a crash is promoted once the member runs again. The member
+		// joined a running cluster, so its IDs are the cluster's choice
+		// and not the hash of a "new" initial cluster: say so, or the
+		// data dir check would refuse this member's own data.
+		cfg.Etcd.InitialClusterState = "existing"
 		if local == nil || local.Step == cluster.StepPromoted || local.Step == cluster.StepAborted {
 			return nil, nil
 		}
@@ -245,13 +249,16 @@ func (j *joiner) startAs(ctx context.Context, learnerID string) error {
 func (j *joiner) acquire(ctx context.Context) error {
 	host, _ := os.Hostname()
 	holder := fmt.Sprintf("join of %s by etcdvisor pid %d on %s", j.s.cfg.Etcd.Name, os.Getpid(), host)
+	j.s.noteJoin("waiting for the membership lock")
 	l, err := cluster.AcquireLock(ctx, j.cli, holder, func(h cluster.Holder) {
 		j.lg.Info("waiting for the membership lock", zap.String("held-by", h.Holder))
+		j.s.noteJoin("waiting for the membership lock, held by %s", h.Holder)
 	})
 	if err != nil {
 		return err
 	}
 	j.lock = l
+	j.s.noteJoin("holding the membership lock; checking the cluster")
 	return nil
 }
 
@@ -261,6 +268,7 @@ func (j *joiner) record(ctx context.Context, step string) error {
 		return err
 	}
 	j.lg.Info("join step", zap.String("step", step), zap.String("learner-id", j.rec.LearnerID), zap.String("removed-id", j.rec.RemovedID))
+	j.s.noteJoin("step %s", step)
 	return nil
 }
 

@@ -40,6 +40,9 @@ func (s *Supervisor) status(ctx context.Context) api.Status {
 	}
 	if st.Phase == api.PhaseStarting {
 		st.Error = "the etcd member is not serving yet"
+		if n := s.joinNote.Load(); n != nil {
+			st.Error += "; joining the cluster: " + *n
+		}
 		return st
 	}
 	cli := s.member.Client()
@@ -121,4 +124,18 @@ func hexID(id uint64) string {
 		return ""
 	}
 	return fmt.Sprintf("%x", id)
+}
+
+// startingNote says what the daemon does before its member exists.
+func (s *Supervisor) startingNote() string {
+	if n := s.joinNote.Load(); n != nil {
+		return "joining the cluster: " + *n
+	}
+	return s.getPhase()
+}
+
+// noteJoin records where a join stands, for status before the member starts.
+func (s *Supervisor) noteJoin(format string, args ...any) {
+	n := fmt.Sprintf(format, args...)
+	s.joinNote.Store(&n)
 }

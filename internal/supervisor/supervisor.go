@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"os/signal"
 	"syscall"
 	"time"
 
@@ -73,6 +74,12 @@ type Supervisor struct {
 	abandon        abandoned                // owned by the loop
 	removing       atomic.Bool              // an automatic removal runs
 	unreachableFor map[string]time.Duration // the loop's latest verdicts, by member name
+
+	// memberUp is set once member, reg and the run group exist; control
+	// routes that need them answer 503 until then.
+	memberUp atomic.Bool
+	// joinNote says where a join stands before the member starts.
+	joinNote atomic.Pointer[string]
 }
 
 // Run runs the daemon until ctx ends, SIGINT or SIGTERM arrives (nil), or
@@ -123,26 +130,41 @@ func Run(ctx context.Context, cfg *config.Config, lg *zap.Logger) error {
 
 	// 2. Listeners before the member, so a taken port fails fast and the
 	//    socket answers "starting" while etcd loads a large DB.
+	//    Both serve from here on: a join can wait a long time for the
+	//    membership lock, and status says so meanwhile.
 	ctl, ctlLn, err := s.controlServer()
 	if err != nil {
 		return err
 	}
 	defer ctlLn.Close()
+	ctlDone := serve(ctl.Serve, ctlLn)
+	defer shutdown(ctl.Shutdown)
 	var metricsSrv *metrics.Server
-	var metricsLn net.Listener
+	var metricsDone <-chan error
 	if cfg.Metrics.Listen != "" {
-		if metricsLn, err = metrics.Listen(cfg.Metrics.Listen); err != nil {
+		metricsLn, err := metrics.Listen(cfg.Metrics.Listen)
+		if err != nil {
 			return err
 		}
 		defer metricsLn.Close()
 		metricsSrv = metrics.NewServer(lg.Named("metrics"), s.metrics.Gatherer(), s.ready)
+		metricsDone = serve(metricsSrv.Serve, metricsLn)
+		defer shutdown(metricsSrv.Shutdown)
 	}
 
 	// 3. A join, when configured and the data dir holds no member yet:
 	//    under the cluster's membership lock, this member becomes a learner
-	//    and the member below starts with the cluster it joins.
-	joining, err := s.prepareJoin(ctx)
+	//    and the member below starts with the cluster it joins. SIGINT or
+	//    SIGTERM ends a wait for the lock cleanly.
+	jctx, stopJoin := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	joining, err := s.prepareJoin(jctx)
+	signalled := jctx.Err() != nil && ctx.Err() == nil
+	stopJoin()
 	if err != nil {
+		if signalled {
+			lg.Info("etcdvisor stopped before its member started", zap.String("reason", "signal"), zap.NamedError("join", err))
+			return nil
+		}
 		return fmt.Errorf("join: %w", err)
 	}
 
@@ -279,27 +301,14 @@ func Run(ctx context.Context, cfg *config.Config, lg *zap.Logger) error {
 			close(stopped)
 		})
 	}
-	// The control socket.
-	{
-		g.Add(func() error {
-			return ctl.Serve(ctlLn)
-		}, func(error) {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			ctl.Shutdown(sctx)
-		})
-	}
+	// The control socket, serving since step 2.
+	g.Add(func() error { return <-ctlDone }, func(error) { shutdown(ctl.Shutdown) })
 	// The metrics listener, last, so a final scrape sees the stop.
 	if metricsSrv != nil {
-		g.Add(func() error {
-			return metricsSrv.Serve(metricsLn)
-		}, func(error) {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			metricsSrv.Shutdown(sctx)
-		})
+		g.Add(func() error { return <-metricsDone }, func(error) { shutdown(metricsSrv.Shutdown) })
 	}
 
+	s.memberUp.Store(true)
 	err = g.Run()
 	switch {
 	case errors.Is(err, run.ErrSignal):
@@ -513,7 +522,7 @@ func (s *Supervisor) controlServer() (*control.Server, net.Listener, error) {
 		}
 		control.WriteJSON(w, http.StatusOK, map[string]any{"dir": s.snaps.dir, "snapshots": list})
 	})
-	srv.Handle("GET", "/v1/members", func(w http.ResponseWriter, r *http.Request) {
+	srv.Handle("GET", "/v1/members", s.needsMember(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*cluster.ProbeTimeout)
 		defer cancel()
 		list, err := s.members(ctx)
@@ -522,8 +531,8 @@ func (s *Supervisor) controlServer() (*control.Server, net.Listener, error) {
 			return
 		}
 		control.WriteJSON(w, http.StatusOK, s.withRegistry(ctx, list))
-	})
-	srv.Handle("POST", "/v1/members/remove", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	srv.Handle("POST", "/v1/members/remove", s.needsMember(func(w http.ResponseWriter, r *http.Request) {
 		var req api.RemoveRequest
 		if err := control.DecodeJSON(r, &req); err != nil {
 			control.WriteError(w, http.StatusBadRequest, "%v", err)
@@ -535,8 +544,8 @@ func (s *Supervisor) controlServer() (*control.Server, net.Listener, error) {
 			return
 		}
 		control.WriteJSON(w, http.StatusOK, got)
-	})
-	srv.Handle("POST", "/v1/members", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	srv.Handle("POST", "/v1/members", s.needsMember(func(w http.ResponseWriter, r *http.Request) {
 		var req api.AddRequest
 		if err := control.DecodeJSON(r, &req); err != nil {
 			control.WriteError(w, http.StatusBadRequest, "%v", err)
@@ -548,8 +557,8 @@ func (s *Supervisor) controlServer() (*control.Server, net.Listener, error) {
 			return
 		}
 		control.WriteJSON(w, http.StatusOK, got)
-	})
-	srv.Handle("POST", "/v1/cluster/rolling-restart", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	srv.Handle("POST", "/v1/cluster/rolling-restart", s.needsMember(func(w http.ResponseWriter, r *http.Request) {
 		var req api.RollingRequest
 		if err := control.DecodeJSON(r, &req); err != nil {
 			control.WriteError(w, http.StatusBadRequest, "%v", err)
@@ -568,8 +577,8 @@ func (s *Supervisor) controlServer() (*control.Server, net.Listener, error) {
 			return
 		}
 		control.WriteJSON(w, http.StatusOK, got)
-	})
-	srv.Handle("GET", "/v1/cluster", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	srv.Handle("GET", "/v1/cluster", s.needsMember(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
 		got, err := s.clusterStatus(ctx)
@@ -578,9 +587,37 @@ func (s *Supervisor) controlServer() (*control.Server, net.Listener, error) {
 			return
 		}
 		control.WriteJSON(w, http.StatusOK, got)
-	})
+	}))
 	s.lg.Info("serving control socket", zap.String("path", path), zap.Stringer("mode", mode))
 	return srv, ln, nil
+}
+
+// serve runs a server on ln from now on; its error arrives on the channel.
+func serve(fn func(net.Listener) error, ln net.Listener) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- fn(ln) }()
+	return done
+}
+
+// shutdown stops a server, letting requests in flight finish for a while.
+// A second call, from a deferred cleanup, does nothing more.
+func shutdown(fn func(context.Context) error) {
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	fn(sctx)
+}
+
+// needsMember answers 503 until the member exists: before it starts (a
+// join waiting for the membership lock, say) only status, health and the
+// snapshot list can answer.
+func (s *Supervisor) needsMember(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !s.memberUp.Load() {
+			control.WriteError(w, http.StatusServiceUnavailable, "the etcd member has not started yet (%s)", s.startingNote())
+			return
+		}
+		h(w, r)
+	}
 }
 
 // makeDataDir creates the data dir 0700, as etcd wants it, and says
