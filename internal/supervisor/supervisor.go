@@ -11,12 +11,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"os/user"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"os/signal"
 	"syscall"
 	"time"
 
