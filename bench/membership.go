@@ -35,6 +35,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -79,10 +80,17 @@ func runMembership(o options) error {
 			return err
 		}
 		for _, visor := range []bool{false, true} {
-			r, err := measureReplace(ctx, o, filepath.Join(base, fmt.Sprintf("replace%d-%t", i, visor)), size, visor)
+			dir := filepath.Join(base, fmt.Sprintf("replace%d-%t", i, visor))
+			r, err := measureReplace(ctx, o, dir, size, visor)
 			if err != nil {
 				return fmt.Errorf("replace with a %s DB (etcdvisor %t): %w", humanize.IBytes(size), visor, err)
 			}
+			// Gigabytes of data dirs left to write back would stall the
+			// next measurement's fsyncs: remove them and let the disk settle.
+			if err := os.RemoveAll(dir); err != nil {
+				return err
+			}
+			syscall.Sync()
 			r.diskRate = rate
 			logf("replace (%s), %s DB: %s to promoted (DB moved in %s; %s), writes: %s", r.name, humanize.IBytes(uint64(r.db)), r.total.Round(time.Millisecond), r.move.Round(time.Millisecond), r.phases, r.load)
 			replaces = append(replaces, r)
