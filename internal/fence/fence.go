@@ -20,6 +20,15 @@
 // and why travel in the status details (an ErrorInfo), and the member
 // counts its refusals.
 //
+// The unary interceptor has one more job, for writes raft dropped: while a
+// leadership transfer runs (etcdvisor moves leadership off a slow leader)
+// or while a member has no leader, raft drops new proposals and etcd
+// fails them with "raft proposal dropped", which clientv3 does not resend.
+// A dropped proposal never entered the log, so sending it again cannot
+// apply it twice: the interceptor asks again on this member for a while,
+// and once the gate has closed it refuses instead, so the client resends
+// it to another endpoint.
+//
 // Only the services clients use are fenced (KV, Watch, Lease, Lock,
 // Election). Maintenance and Cluster stay open: operators, etcdctl and the
 // other etcdvisors must still reach the member to see and mend it. Requests
@@ -27,10 +36,14 @@
 package fence
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"strings"
 	"sync/atomic"
+	"time"
 
+	"go.etcd.io/raft/v3"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -61,7 +74,19 @@ type Gate struct {
 	reason  atomic.Pointer[string] // nil while open
 	member  string
 	refused atomic.Uint64
+	resent  atomic.Uint64
+	// dropRetryFor overrides the default bound on resending a dropped
+	// proposal; tests that restart a peer meanwhile need longer.
+	dropRetryFor time.Duration
 }
+
+// Dropped proposals are asked again every dropRetryWait for at most
+// dropRetryFor: raft gives a leadership transfer one election timeout
+// (1 s by default) before it gives up, and an election takes about as long.
+const (
+	dropRetryWait = 25 * time.Millisecond
+	dropRetryFor  = 3 * time.Second
+)
 
 // New returns an open gate for the named member (named in refusals).
 func New(member string) *Gate { return &Gate{member: member} }
@@ -83,6 +108,30 @@ func (g *Gate) Closed() (bool, string) {
 // Refused is how many client requests the gate has refused.
 func (g *Gate) Refused() uint64 { return g.refused.Load() }
 
+// Resent is how many dropped proposals this member asked raft for again.
+func (g *Gate) Resent() uint64 { return g.resent.Load() }
+
+// resendDropped calls h again while raft drops the proposal, until it is
+// taken, the gate closes (then the refusal sends the client elsewhere),
+// dropRetryFor passes, or ctx ends.
+func (g *Gate) resendDropped(ctx context.Context, method string, req any, h grpc.UnaryHandler) (any, error) {
+	resp, err := h(ctx, req)
+	deadline := time.Now().Add(cmp.Or(g.dropRetryFor, dropRetryFor))
+	for isDropped(err) && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return resp, err
+		case <-time.After(dropRetryWait):
+		}
+		if cerr := g.check(method); cerr != nil {
+			return nil, cerr
+		}
+		g.resent.Add(1)
+		resp, err = h(ctx, req)
+	}
+	return resp, err
+}
+
 // check is the one decision both interceptors make.
 func (g *Gate) check(method string) error {
 	r := g.reason.Load()
@@ -96,6 +145,19 @@ func (g *Gate) check(method string) error {
 		}
 	}
 	return nil
+}
+
+// isDropped tells raft's ErrProposalDropped, which etcd's handlers pass on
+// as a status with code Unknown and raft's message.
+func isDropped(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, raft.ErrProposalDropped) {
+		return true
+	}
+	st, ok := status.FromError(err)
+	return ok && st.Code() == codes.Unknown && st.Message() == raft.ErrProposalDropped.Error()
 }
 
 // refusal is the error a fenced request gets: retryable by clientv3, with
@@ -136,7 +198,7 @@ func (g *Gate) ServerOptions() []grpc.ServerOption {
 			if err := g.check(info.FullMethod); err != nil {
 				return nil, err
 			}
-			return h(ctx, req)
+			return g.resendDropped(ctx, info.FullMethod, req, h)
 		}),
 		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 			if err := g.check(info.FullMethod); err != nil {

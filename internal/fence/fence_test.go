@@ -109,6 +109,59 @@ func TestClientsResendRefusedWritesToAnotherEndpoint(t *testing.T) {
 	t.Logf("%d puts, %d refused by the fenced member and resent", puts, g.Refused())
 }
 
+// Raft drops new proposals while a leadership transfer runs. A write
+// dropped so is asked again on the member until raft takes it, instead of
+// failing with "raft proposal dropped", which clientv3 does not resend.
+// The transfers here go to a stopped member, so each holds the leader in
+// transfer for an election timeout before raft gives up on it.
+func TestAProposalDroppedDuringATransferIsAskedAgain(t *testing.T) {
+	g := New("m1")
+	ms := testetcd.StartCluster(t, 3, func(i int, cfg *embed.Config) {
+		if i == 0 {
+			cfg.GRPCAdditionalServerOptions = g.ServerOptions()
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cli := newClient(t, ms[0].ClientURL)
+	m1 := uint64(ms[0].Etcd.Server.MemberID())
+	if lead := uint64(ms[0].Etcd.Server.Leader()); lead != m1 {
+		for _, m := range ms {
+			if uint64(m.Etcd.Server.MemberID()) == lead {
+				if _, err := newClient(t, m.ClientURL).MoveLeader(ctx, m1); err != nil {
+					t.Fatalf("make m1 lead: %v", err)
+				}
+			}
+		}
+	}
+	m3 := uint64(ms[2].Etcd.Server.MemberID())
+	testetcd.Close(ms[2].Etcd)
+
+	puts := 0
+	for attempt := 0; g.Resent() == 0 && attempt < 20; attempt++ {
+		moved := make(chan error, 1)
+		go func() {
+			mctx, mcancel := context.WithTimeout(ctx, 3*time.Second)
+			defer mcancel()
+			_, err := cli.MoveLeader(mctx, m3)
+			moved <- err
+		}()
+		for i := 0; i < 50 && g.Resent() == 0; i++ {
+			if _, err := cli.Put(ctx, "k", fmt.Sprint(puts)); err != nil {
+				t.Fatalf("put %d while a transfer to a stopped member runs: %v", puts, err)
+			}
+			puts++
+		}
+		if err := <-moved; err == nil {
+			t.Fatal("leadership moved to a stopped member")
+		}
+	}
+	if g.Resent() == 0 {
+		t.Fatalf("no put was dropped in %d puts during transfers; the test proves nothing", puts)
+	}
+	t.Logf("%d puts, all taken; %d resends of dropped ones", puts, g.Resent())
+}
+
 func TestOnlyClientServicesAreFenced(t *testing.T) {
 	g := New("m1")
 	g.Close("stalled")

@@ -20,6 +20,7 @@ type Health struct {
 	unavailable   *prometheus.GaugeVec
 	fenced        prometheus.Gauge
 	refusedBy     atomic.Pointer[func() uint64]
+	resentBy      atomic.Pointer[func() uint64]
 	sourcesByName map[string]bool
 }
 
@@ -73,12 +74,25 @@ func newHealth(reg prometheus.Registerer) *Health {
 		}
 		return 0
 	})
-	reg.MustRegister(h.state, h.signals, h.FsyncProbe, h.PeerRTT, h.moves, h.moveFailures, h.unavailable, h.fenced, refused)
+	resent := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "etcdvisor_dropped_proposals_resent_total",
+		Help: "Client writes raft dropped (during a leadership transfer) that this member asked raft for again.",
+	}, func() float64 {
+		if f := h.resentBy.Load(); f != nil {
+			return float64((*f)())
+		}
+		return 0
+	})
+	reg.MustRegister(h.state, h.signals, h.FsyncProbe, h.PeerRTT, h.moves, h.moveFailures, h.unavailable, h.fenced, refused, resent)
 	return h
 }
 
-// CountRefusals makes etcdvisor_fence_refused_requests_total read count.
-func (h *Health) CountRefusals(count func() uint64) { h.refusedBy.Store(&count) }
+// CountGate makes etcdvisor_fence_refused_requests_total and
+// etcdvisor_dropped_proposals_resent_total read the gate's counts.
+func (h *Health) CountGate(refused, resent func() uint64) {
+	h.refusedBy.Store(&refused)
+	h.resentBy.Store(&resent)
+}
 
 // Set records one report.
 func (h *Health) Set(r health.Report) {

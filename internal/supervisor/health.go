@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,6 +49,9 @@ type watch struct {
 	stalledSince time.Time
 	exiting      bool // the stall exit has begun
 	mover        leaderMover
+
+	fenceMu sync.Mutex   // one fence decision at a time: the watch's, or the mover's
+	movedAt atomic.Int64 // unix nanos of the last leadership move off this member
 }
 
 func newWatch(s *Supervisor) (*watch, error) {
@@ -106,8 +110,8 @@ func newWatch(s *Supervisor) (*watch, error) {
 		stallExit = 10 * e.ElectionTimeout.D()
 	}
 	wt := &watch{s: s, peers: peers, t: t, stallFn: stallExit, fatal: make(chan error, 1), gate: fence.New(e.Name)}
-	s.metrics.Health.CountRefusals(wt.gate.Refused)
-	wt.mover = leaderMover{s: s, lg: lg, interval: h.LeaderMoveInterval.D(), enabled: h.LeaderMove}
+	s.metrics.Health.CountGate(wt.gate.Refused, wt.gate.Resent)
+	wt.mover = leaderMover{s: s, lg: lg, interval: h.LeaderMoveInterval.D(), enabled: h.LeaderMove, onMoved: wt.fenceAfterMove}
 	wt.w = health.NewWatcher(src, t, h.Window.D(), h.RecoverAfter.D(), lg)
 	wt.w.OnReport = wt.onReport
 	return wt, nil
@@ -202,20 +206,27 @@ func (wt *watch) onReport(prev, cur health.Report) {
 //   - this member has been critical for fenceDwell: a member that turned
 //     critical a moment ago has published it, and its peers that turned
 //     critical at the same moment (a disk hiccup shared by the whole
-//     host, say) have published theirs by then;
+//     host, say) have published theirs by then. A leadership move off
+//     this member during this critical spell ends the wait: the move
+//     found a healthy target, and from now on every write that comes
+//     through this member waits for its slow disk to apply it;
 //   - from this member's view, enough other voters to form a quorum answer
 //     quickly and do not publish that they are critical themselves.
 func (wt *watch) fence(r health.Report) {
 	if !wt.s.cfg.Health.Fence {
 		return
 	}
+	wt.fenceMu.Lock()
+	defer wt.fenceMu.Unlock()
 	closed, _ := wt.gate.Closed()
 	critical := r.State == health.Critical
 	healthy, quorum := 0, 0
 	if critical {
 		healthy, quorum = wt.healthyVotersElsewhere(r)
 	}
-	want := critical && r.At.Sub(r.Since) >= fenceDwell && healthy >= quorum
+	movedOff := wt.movedAt.Load() >= r.Since.UnixNano()
+	dwelt := r.At.Sub(r.Since) >= fenceDwell || movedOff
+	want := critical && dwelt && healthy >= quorum
 	switch {
 	case want && !closed:
 		why := "critical"
@@ -231,9 +242,17 @@ func (wt *watch) fence(r health.Report) {
 		wt.s.metrics.Health.SetFenced(false)
 		wt.s.lg.Info("serving client requests again", zap.Stringer("state", r.State),
 			zap.Int("healthy-voters-elsewhere", healthy), zap.Int("quorum", quorum))
-	case critical && r.At.Sub(r.Since) >= fenceDwell && !want:
+	case critical && dwelt && !want:
 		wt.s.warnOnce("fence-quorum", "this member is critical but keeps serving clients: too few healthy voters elsewhere to fence it",
 			zap.Int("healthy-voters-elsewhere", healthy), zap.Int("quorum", quorum))
+	}
+}
+
+// fenceAfterMove fences at once after leadership moved off this member.
+func (wt *watch) fenceAfterMove() {
+	wt.movedAt.Store(time.Now().UnixNano())
+	if r := wt.report(); r.State == health.Critical {
+		wt.fence(r)
 	}
 }
 

@@ -25,6 +25,7 @@ type leaderMover struct {
 	lg       *zap.Logger
 	interval time.Duration // at most one move per interval
 	enabled  bool
+	onMoved  func() // after a move succeeded
 
 	mu     sync.Mutex
 	moving bool
@@ -144,5 +145,8 @@ func (m *leaderMover) move(r health.Report) bool {
 		zap.String("to", best.Name), zap.String("to-id", best.ID), zap.String("reason", reason),
 		zap.Strings("reasons", reasonTexts(r.Reasons)), zap.Duration("took", time.Since(start)))
 	s.metrics.Health.LeaderMoved(reason)
+	if m.onMoved != nil {
+		m.onMoved()
+	}
 	return true
 }

@@ -66,7 +66,10 @@ func (s *Supervisor) withRegistry(ctx context.Context, list api.MemberList) api.
 // most limit. Such a read is a function call into the member: while a
 // commit hangs in fsync it waits on the backend's lock, and no context
 // reaches it there. The watch must go on judging (and exit on a stall)
-// meanwhile, so it gives up; the read finishes on its own, or never.
+// meanwhile, so it gives up, and answers with the last read that did
+// finish if that is at most registryStale old: on a slow disk, which is
+// when the fence and the leader move ask, a read a few seconds old is
+// better than none. The read that gave up finishes on its own, or never.
 func (s *Supervisor) registryNow(limit time.Duration) (map[string]cluster.Record, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	got := make(chan map[string]cluster.Record, 1)
@@ -78,14 +81,27 @@ func (s *Supervisor) registryNow(limit time.Duration) (map[string]cluster.Record
 			errc <- err
 			return
 		}
+		s.regMu.Lock()
+		s.regLast, s.regAt = recs, time.Now()
+		s.regMu.Unlock()
 		got <- recs
 	}()
+	var err error
 	select {
 	case recs := <-got:
 		return recs, nil
-	case err := <-errc:
-		return nil, err
+	case err = <-errc:
 	case <-time.After(limit):
-		return nil, fmt.Errorf("read registry: no answer within %s (the member's backend is busy)", limit)
+		err = fmt.Errorf("read registry: no answer within %s (the member's backend is busy)", limit)
 	}
+	s.regMu.Lock()
+	defer s.regMu.Unlock()
+	if s.regLast != nil && time.Since(s.regAt) <= registryStale {
+		return s.regLast, nil
+	}
+	return nil, err
 }
+
+// registryStale is how old a registry read may be and still stand in for
+// one that does not finish in time.
+const registryStale = 10 * time.Second

@@ -80,6 +80,10 @@ type Supervisor struct {
 	memberUp atomic.Bool
 	// joinNote says where a join stands before the member starts.
 	joinNote atomic.Pointer[string]
+
+	regMu   sync.Mutex
+	regLast map[string]cluster.Record // the last registry read that finished
+	regAt   time.Time
 }
 
 // Run runs the daemon until ctx ends, SIGINT or SIGTERM arrives (nil), or

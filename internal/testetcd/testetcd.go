@@ -3,8 +3,11 @@
 package testetcd
 
 import (
+	"fmt"
 	"net"
 	"net/url"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,6 +34,7 @@ func FreeURL(t *testing.T, scheme string) url.URL {
 type Member struct {
 	ClientURL, PeerURL string
 	Etcd               *embed.Etcd
+	Config             *embed.Config // to start it again after Etcd.Close
 }
 
 // Start runs member "m1" with its data in t.TempDir(), no fsync, and
@@ -38,24 +42,81 @@ type Member struct {
 // gRPC options), and peerScheme is "http" or "https". It stops with t.
 func Start(t *testing.T, peerScheme string, setup func(*embed.Config)) Member {
 	t.Helper()
-	peer, client := FreeURL(t, peerScheme), FreeURL(t, "http")
-	cfg := embed.NewConfig()
-	cfg.Name = "m1"
-	cfg.Dir = t.TempDir()
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
+	cfg := newConfig(t, "m1", peerScheme)
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	cfg.UnsafeNoFsync = true
-	cfg.Logger = "zap"
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
 	if setup != nil {
 		setup(cfg)
 	}
+	m := Member{ClientURL: cfg.AdvertiseClientUrls[0].String(), PeerURL: cfg.AdvertisePeerUrls[0].String(), Config: cfg}
+	m.Etcd = StartMember(t, cfg)
+	WaitReady(t, m.Etcd)
+	return m
+}
+
+// StartCluster runs an n-member cluster (m1, m2, ...) over plain http, as
+// Start runs one member; setup may change member i's config first.
+func StartCluster(t *testing.T, n int, setup func(i int, cfg *embed.Config)) []Member {
+	t.Helper()
+	ms := make([]Member, n)
+	var initial []string
+	for i := range ms {
+		cfg := newConfig(t, fmt.Sprintf("m%d", i+1), "http")
+		ms[i] = Member{ClientURL: cfg.AdvertiseClientUrls[0].String(), PeerURL: cfg.AdvertisePeerUrls[0].String(), Config: cfg}
+		initial = append(initial, cfg.Name+"="+ms[i].PeerURL)
+	}
+	for i := range ms {
+		ms[i].Config.InitialCluster = strings.Join(initial, ",")
+		ms[i].Config.InitialClusterToken = t.Name()
+		if setup != nil {
+			setup(i, ms[i].Config)
+		}
+		ms[i].Etcd = StartMember(t, ms[i].Config)
+	}
+	for _, m := range ms {
+		WaitReady(t, m.Etcd)
+	}
+	return ms
+}
+
+func newConfig(t *testing.T, name, peerScheme string) *embed.Config {
+	peer, client := FreeURL(t, peerScheme), FreeURL(t, "http")
+	cfg := embed.NewConfig()
+	cfg.Name = name
+	cfg.Dir = t.TempDir()
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
+	cfg.UnsafeNoFsync = true
+	cfg.Logger = "zap"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
+	return cfg
+}
+
+// StartMember starts etcd with cfg (again, after a Close, with the same
+// cfg) and closes it with t; it does not wait for it to be ready.
+func StartMember(t *testing.T, cfg *embed.Config) *embed.Etcd {
+	t.Helper()
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
-		t.Fatalf("start etcd: %v", err)
+		t.Fatalf("start etcd %s: %v", cfg.Name, err)
 	}
-	t.Cleanup(e.Close)
+	t.Cleanup(func() { Close(e) })
+	return e
+}
+
+// closed holds the members Close has closed: embed's Close panics when
+// called twice, and a test that stops a member early is cleaned up too.
+var closed sync.Map
+
+// Close stops e once, however often it is called.
+func Close(e *embed.Etcd) {
+	if _, done := closed.LoadOrStore(e, true); !done {
+		e.Close()
+	}
+}
+
+// WaitReady waits until e serves.
+func WaitReady(t *testing.T, e *embed.Etcd) {
+	t.Helper()
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
@@ -63,5 +124,4 @@ func Start(t *testing.T, peerScheme string, setup func(*embed.Config)) Member {
 	case <-time.After(readyLimit):
 		t.Fatalf("etcd not ready within %s", readyLimit)
 	}
-	return Member{ClientURL: client.String(), PeerURL: peer.String(), Etcd: e}
 }
