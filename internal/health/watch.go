@@ -97,16 +97,33 @@ type Watcher struct {
 
 	judge Judge
 
+	nudge chan struct{} // a judgement wanted before the next tick
+
 	mu       sync.Mutex
 	report   Report
 	reported map[string]bool // sources whose unavailability was logged
 }
 
+// minNudgeGap spaces judgements asked for by Nudge.
+const minNudgeGap = 100 * time.Millisecond
+
 // NewWatcher judges src against t over window; recoverAfter is the
 // hysteresis.
 func NewWatcher(src Sources, t Thresholds, window, recoverAfter time.Duration, lg *zap.Logger) *Watcher {
 	return &Watcher{src: src, t: t, window: window, lg: lg, judge: Judge{RecoverAfter: recoverAfter},
-		reported: map[string]bool{}}
+		reported: map[string]bool{}, nudge: make(chan struct{}, 1)}
+}
+
+// Nudge asks Run for a judgement now rather than at the next tick. A probe
+// that has just seen a slow fsync asks, so a disk that turns slow is judged
+// (and a leader moved off it) within a fraction of the interval, while a
+// healthy host is still sampled only once an interval. Nudges closer than
+// minNudgeGap to the last judgement are dropped.
+func (w *Watcher) Nudge() {
+	select {
+	case w.nudge <- struct{}{}:
+	default:
+	}
 }
 
 // Report is the latest report; State OK with no At before the first tick.
@@ -152,12 +169,19 @@ func (w *Watcher) Run(ctx context.Context, interval time.Duration) error {
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case now := <-t.C:
+			last = now
 			w.Tick(now)
+		case <-w.nudge:
+			if now := time.Now(); now.Sub(last) >= minNudgeGap {
+				last = now
+				w.Tick(now)
+			}
 		}
 	}
 }

@@ -116,3 +116,29 @@ func TestWatcherRunsProbesAndLogsAMissingSourceOnce(t *testing.T) {
 		t.Errorf("the missing source was logged %d times over many ticks, want once", n)
 	}
 }
+
+// Nudge gets a judgement between ticks: with an hour between ticks, the
+// report that arrives comes from the nudge.
+func TestNudgeJudgesBeforeTheNextTick(t *testing.T) {
+	reg, _ := etcdLikeRegistry(t)
+	th := DefaultThresholds(Thresholds{}, 100*time.Millisecond, time.Second)
+	w := NewWatcher(Sources{Etcd: etcdstats.New(reg, 5*time.Second)}, th, 5*time.Second, 3*time.Second, zap.NewNop())
+	reports := make(chan Report, 10)
+	w.OnReport = func(_, cur Report) { reports <- cur }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx, time.Hour) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	w.Nudge()
+	select {
+	case r := <-reports:
+		if r.At.IsZero() {
+			t.Fatalf("report without a time: %+v", r)
+		}
+	case <-time.After(30 * time.Second): // a hang guard, not a speed claim
+		t.Fatal("no judgement after Nudge with an hour between ticks")
+	}
+}

@@ -92,11 +92,22 @@ func newWatch(s *Supervisor) (*watch, error) {
 		Net:      host.NewNet("/"),
 	}
 	fsync := s.metrics.Health.FsyncProbe
+	var wt *watch // set below, before any probe runs
+	// A slow fsync asks for a judgement once the next probe, in flight,
+	// has passed the critical budget: a disk that stays slow is then
+	// critical at once, not at the next tick.
+	nudgeAfter := h.ProbeInterval.D() + t.FsyncCritical
+	observe := func(d time.Duration) {
+		fsync.Observe(d.Seconds())
+		if d >= t.FsyncDegraded {
+			time.AfterFunc(nudgeAfter, wt.w.Nudge)
+		}
+	}
 	for _, dir := range probeDirs(e.DataDir, e.WalDir) {
 		src.Probes = append(src.Probes, probe.New(dir, probe.Options{
 			Interval: h.ProbeInterval.D(),
 			Span:     h.Window.D(),
-			Observe:  func(d time.Duration) { fsync.Observe(d.Seconds()) },
+			Observe:  observe,
 		}))
 	}
 	if dev, err := host.DeviceFor("/", e.DataDir); err != nil {
@@ -109,7 +120,7 @@ func newWatch(s *Supervisor) (*watch, error) {
 	if stallExit == 0 {
 		stallExit = 10 * e.ElectionTimeout.D()
 	}
-	wt := &watch{s: s, peers: peers, t: t, stallFn: stallExit, fatal: make(chan error, 1), gate: fence.New(e.Name)}
+	wt = &watch{s: s, peers: peers, t: t, stallFn: stallExit, fatal: make(chan error, 1), gate: fence.New(e.Name)}
 	s.metrics.Health.CountGate(wt.gate.Refused, wt.gate.Resent)
 	wt.mover = leaderMover{s: s, lg: lg, interval: h.LeaderMoveInterval.D(), enabled: h.LeaderMove, onMoved: wt.fenceAfterMove}
 	wt.w = health.NewWatcher(src, t, h.Window.D(), h.RecoverAfter.D(), lg)

@@ -87,7 +87,7 @@ func (m *leaderMover) move(r health.Report) bool {
 	rtt := r.PeerStats()
 	// Peers publish their own health: never hand leadership to a member
 	// that says it is critical. (No record: judged from this side alone.)
-	recs, _ := s.registryNow(election / 2)
+	recs, _ := s.registryNow(s.cfg.Etcd.HeartbeatInterval.D())
 	var candidates []api.Member
 	sayCritical := 0
 	for _, mb := range st.Members {
