@@ -93,14 +93,16 @@ func newWatch(s *Supervisor) (*watch, error) {
 	}
 	fsync := s.metrics.Health.FsyncProbe
 	var wt *watch // set below, before any probe runs
-	// A slow fsync asks for a judgement once the next probe, in flight,
-	// has passed the critical budget: a disk that stays slow is then
-	// critical at once, not at the next tick.
-	nudgeAfter := h.ProbeInterval.D() + t.FsyncCritical
+	// A slow fsync asks for a judgement once the next probe (it starts a
+	// probe interval later) is in flight well past the critical budget,
+	// and once more a probe interval after that: a disk that stays slow is
+	// then critical at once, not at the next tick.
+	nudgeAfter := h.ProbeInterval.D() + t.FsyncCritical*3/2
 	observe := func(d time.Duration) {
 		fsync.Observe(d.Seconds())
 		if d >= t.FsyncDegraded {
 			time.AfterFunc(nudgeAfter, wt.w.Nudge)
+			time.AfterFunc(nudgeAfter+h.ProbeInterval.D(), wt.w.Nudge)
 		}
 	}
 	for _, dir := range probeDirs(e.DataDir, e.WalDir) {
