@@ -14,10 +14,9 @@ import (
 	"filippo.io/age"
 	"github.com/coreos/go-semver/semver"
 	bolt "go.etcd.io/bbolt"
-	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/server/v3/storage/mvcc"
 	"go.etcd.io/etcd/server/v3/storage/schema"
-	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // revBytesLen is the length of a revision key in the key bucket: main
@@ -143,16 +142,40 @@ func (s *statusVisitor) kv(k, v []byte) error {
 		return fmt.Errorf("key bucket: key %x is not a revision", k)
 	}
 	s.revision = mvcc.BytesToRev(k).Main
-	var kv mvccpb.KeyValue
-	if err := proto.Unmarshal(v, &kv); err != nil {
+	key, err := keyOf(v)
+	if err != nil {
 		return fmt.Errorf("key bucket: revision %x: unmarshal value: %w", k, err)
 	}
 	if mvcc.IsTombstone(k) {
-		delete(s.live, string(kv.Key))
+		delete(s.live, string(key))
 	} else {
-		s.live[string(kv.Key)] = struct{}{}
+		s.live[string(key)] = struct{}{}
 	}
 	return nil
+}
+
+// keyOf returns the key (field 1) of an mvccpb.KeyValue in wire format,
+// checking that the whole message is well-formed protobuf. Unmarshalling
+// the message would copy its value, and the values are most of the DB:
+// that copy was the largest cost of checking a snapshot.
+func keyOf(b []byte) ([]byte, error) {
+	var key []byte
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return nil, protowire.ParseError(m)
+		}
+		if num == 1 && typ == protowire.BytesType {
+			key, _ = protowire.ConsumeBytes(b)
+		}
+		b = b[m:]
+	}
+	return key, nil
 }
 
 // boltCheck runs bbolt's own consistency check, which walks the DB through
