@@ -68,8 +68,26 @@ type kvVisitor interface {
 	kv(k, v []byte) error
 }
 
+// pageSource is what the walk reads: a file, or one still being written.
+type pageSource interface {
+	io.ReaderAt
+	// size is the source's size once it is final; it waits for that.
+	size() (int64, error)
+}
+
+// fileSource is a finished file.
+type fileSource struct{ *os.File }
+
+func (f fileSource) size() (int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
+}
+
 type boltWalker struct {
-	f        *os.File
+	f        pageSource
 	pageSize int
 	meta     boltMeta
 
@@ -98,10 +116,33 @@ func walkBolt(path string, visit kvVisitor) (boltMeta, error) {
 		return boltMeta{}, err
 	}
 	defer f.Close()
-	w := &boltWalker{f: f, visit: visit}
+	w := &boltWalker{f: fileSource{f}, visit: visit}
 	if err := w.readMeta(); err != nil {
 		return boltMeta{}, err
 	}
+	// A truncated file is told as such before the walk stumbles on it.
+	if err := w.checkSize(); err != nil {
+		return boltMeta{}, err
+	}
+	return w.walk()
+}
+
+// walkGrowing is walkBolt on a file still being written: the walk follows
+// the writer, and the size is checked once the writer has finished.
+func walkGrowing(src *growingFile, visit kvVisitor) (boltMeta, error) {
+	w := &boltWalker{f: src, visit: visit}
+	if err := w.readMeta(); err != nil {
+		return boltMeta{}, err
+	}
+	meta, err := w.walk()
+	if serr := w.checkSize(); serr != nil {
+		return boltMeta{}, serr // the likelier cause of a failed walk
+	}
+	return meta, err
+}
+
+// walk checks the tree and the freelist from the meta readMeta chose.
+func (w *boltWalker) walk() (boltMeta, error) {
 	w.reachable = newBitset(w.meta.hwm)
 	w.freed = newBitset(w.meta.hwm)
 	w.reachable.set(0)
@@ -159,12 +200,17 @@ func (w *boltWalker) readMeta() error {
 	if w.meta.root >= w.meta.hwm || w.meta.root < 2 {
 		return fmt.Errorf("meta: root page %d outside [2, %d)", w.meta.root, w.meta.hwm)
 	}
-	st, err := w.f.Stat()
+	return nil
+}
+
+// checkSize refuses a file shorter than its meta's high-water mark.
+func (w *boltWalker) checkSize() error {
+	size, err := w.f.size()
 	if err != nil {
 		return err
 	}
-	if need := int64(w.meta.hwm) * int64(w.pageSize); st.Size() < need {
-		return fmt.Errorf("file is %d bytes, but its meta says %d pages of %d bytes (%d): truncated", st.Size(), w.meta.hwm, w.pageSize, need)
+	if need := int64(w.meta.hwm) * int64(w.pageSize); size < need {
+		return fmt.Errorf("file is %d bytes, but its meta says %d pages of %d bytes (%d): truncated", size, w.meta.hwm, w.pageSize, need)
 	}
 	return nil
 }

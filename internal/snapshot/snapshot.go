@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"filippo.io/age"
@@ -249,7 +250,32 @@ func (s *saver) run(ctx context.Context, cli *clientv3.Client, endpoint string) 
 	// The file writers: part <- buffer <- size and sha256 <- age <- zstd.
 	// A plain file is the stream itself: its sha256 continues the trailer
 	// check's hash rather than hashing the same bytes twice.
-	fileBuf := bufio.NewWriterSize(&stepWriter{w: &writebackFile{f: f}, step: "write .part"}, 1<<20)
+	// The plaintext is checked as it is written (see growingFile): the
+	// .part itself for a plain save, else the plaintext copy.
+	checkedPath := part
+	if tmp != nil {
+		checkedPath = tmp.Name()
+	}
+	grow, err := openGrowing(checkedPath)
+	if err != nil {
+		return Manifest{}, fmt.Errorf("open %s to check it: %w", filepath.Base(checkedPath), err)
+	}
+	var walk struct {
+		st  Status
+		err error
+	}
+	var walking sync.WaitGroup
+	walking.Go(func() { walk.st, walk.err = growingStatus(grow) })
+	defer func() {
+		grow.finish() // on failure: the walk ends with what there is
+		walking.Wait()
+		grow.Close()
+	}()
+	var partW io.Writer = &writebackFile{f: f}
+	if plainForm {
+		partW = grow.writer(partW)
+	}
+	fileBuf := bufio.NewWriterSize(&stepWriter{w: partW, step: "write .part"}, 1<<20)
 	var fileSum hash.Hash
 	counted := &countWriter{w: fileBuf}
 	if !plainForm {
@@ -299,7 +325,7 @@ func (s *saver) run(ctx context.Context, cli *clientv3.Client, endpoint string) 
 	}
 	var plainCopy *asyncWriter
 	if tmp != nil {
-		plainCopy = newAsyncWriter(&stepWriter{w: tmp, step: "write plaintext copy"})
+		plainCopy = newAsyncWriter(&stepWriter{w: grow.writer(tmp), step: "write plaintext copy"})
 		s.plainCopy = plainCopy
 	}
 
@@ -363,11 +389,10 @@ func (s *saver) run(ctx context.Context, cli *clientv3.Client, endpoint string) 
 	if err := fileBuf.Flush(); err != nil {
 		return Manifest{}, fmt.Errorf("write .part: %w", err)
 	}
-	// The fsync waits on the disk and the bbolt check on the CPU: run them
-	// side by side. The check reads the same pages either way.
+	// The fsync waits on the disk and the rest of the check on the CPU:
+	// run them side by side.
 	synced := make(chan error, 1)
 	go func() { synced <- f.Sync() }()
-	checked := s.part // bbolt reads past etcd's trailer as it reads past any tail
 	var copyErr error
 	if plainCopy != nil {
 		copyErr = plainCopy.Close()
@@ -377,11 +402,13 @@ func (s *saver) run(ctx context.Context, cli *clientv3.Client, endpoint string) 
 			copyErr = tmp.Close()
 			s.plainFile = nil
 		}
-		checked = s.plain
 	}
-	var st Status
-	if copyErr == nil {
-		st, err = dbStatus(checked)
+	grow.finish()
+	walking.Wait()
+	st, err := walk.st, walk.err
+	if err == nil && copyErr == nil {
+		// bbolt reads past etcd's trailer as it reads past any tail.
+		err = boltOpens(checkedPath)
 	}
 	if err := <-synced; err != nil {
 		return Manifest{}, fmt.Errorf("fsync .part: %w", err)

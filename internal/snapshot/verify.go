@@ -88,25 +88,53 @@ func Verify(path string, identities []age.Identity, tmpDir string) (Status, erro
 //   - TotalSize: the size bbolt reports for the DB (high-water mark times
 //     page size).
 func dbStatus(path string) (Status, error) {
-	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: time.Second})
-	if err != nil {
-		return Status{}, fmt.Errorf("open DB with bbolt: %w", err)
+	if err := boltOpens(path); err != nil {
+		return Status{}, err
 	}
-	if err := db.Close(); err != nil {
-		return Status{}, fmt.Errorf("close DB: %w", err)
-	}
-	v := &statusVisitor{h: crc32.New(crc32.MakeTable(crc32.Castagnoli)), live: make(map[string]struct{})}
+	v := newStatusVisitor()
 	meta, err := walkBolt(path, v)
 	if err != nil {
 		return Status{}, fmt.Errorf("check DB: %w", err)
 	}
+	return v.status(meta), nil
+}
+
+// boltOpens opens the DB read-only with bbolt and closes it: its meta
+// pages must pass bbolt's own checks.
+func boltOpens(path string) error {
+	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return fmt.Errorf("open DB with bbolt: %w", err)
+	}
+	if err := db.Close(); err != nil {
+		return fmt.Errorf("close DB: %w", err)
+	}
+	return nil
+}
+
+// growingStatus is dbStatus's walk on a file still being written; the
+// caller runs boltOpens once the file is complete.
+func growingStatus(g *growingFile) (Status, error) {
+	v := newStatusVisitor()
+	meta, err := walkGrowing(g, v)
+	if err != nil {
+		return Status{}, fmt.Errorf("check DB: %w", err)
+	}
+	return v.status(meta), nil
+}
+
+func newStatusVisitor() *statusVisitor {
+	return &statusVisitor{h: crc32.New(crc32.MakeTable(crc32.Castagnoli)), live: make(map[string]struct{})}
+}
+
+func (s *statusVisitor) status(meta boltMeta) Status {
 	return Status{
-		Hash:      v.h.Sum32(),
-		Revision:  v.revision,
-		TotalKeys: len(v.live),
+		Hash:      s.h.Sum32(),
+		Revision:  s.revision,
+		TotalKeys: len(s.live),
 		TotalSize: int64(meta.hwm) * int64(meta.pageSize),
-		Version:   v.version,
-	}, nil
+		Version:   s.version,
+	}
 }
 
 // statusVisitor computes etcdutl's figures as the walk passes.
