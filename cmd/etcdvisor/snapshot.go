@@ -173,8 +173,10 @@ func (o *snapshotSaveOptions) direct(cmd *cobra.Command, file string) error {
 	defer cancel()
 	// The stream arrives as 32 KiB gRPC messages that are garbage at once;
 	// at the default GOGC the heap doubles on them. Half that keeps a save
-	// of any size near 45 MiB resident, for a few percent of CPU.
+	// of any size near 45 MiB resident, for a few percent of CPU; the soft
+	// limit makes the collector work harder only if the heap nears it.
 	debug.SetGCPercent(50)
+	debug.SetMemoryLimit(40 << 20)
 	saved, err := snapshot.SaveFromMember(ctx, o.member)
 	bar.Stop()
 	if err != nil {
