@@ -65,26 +65,22 @@ func newHealth(reg prometheus.Registerer) *Health {
 		}),
 		sourcesByName: map[string]bool{},
 	}
-	refused := prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "etcdvisor_fence_refused_requests_total",
-		Help: "Client requests this member refused while fenced; clients resend them to another endpoint.",
-	}, func() float64 {
-		if f := h.refusedBy.Load(); f != nil {
-			return float64((*f)())
-		}
-		return 0
-	})
-	resent := prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "etcdvisor_dropped_proposals_resent_total",
-		Help: "Client writes raft dropped (during a leadership transfer) that this member asked raft for again.",
-	}, func() float64 {
-		if f := h.resentBy.Load(); f != nil {
-			return float64((*f)())
-		}
-		return 0
-	})
+	refused := countFrom(&h.refusedBy, "etcdvisor_fence_refused_requests_total",
+		"Client requests this member refused while fenced; clients resend them to another endpoint.")
+	resent := countFrom(&h.resentBy, "etcdvisor_dropped_proposals_resent_total",
+		"Client writes raft dropped (during a leadership transfer) that this member asked raft for again.")
 	reg.MustRegister(h.state, h.signals, h.FsyncProbe, h.PeerRTT, h.moves, h.moveFailures, h.unavailable, h.fenced, refused, resent)
 	return h
+}
+
+// countFrom is a counter that reads the count src points at, once set.
+func countFrom(src *atomic.Pointer[func() uint64], name, help string) prometheus.CounterFunc {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 {
+		if f := src.Load(); f != nil {
+			return float64((*f)())
+		}
+		return 0
+	})
 }
 
 // CountGate makes etcdvisor_fence_refused_requests_total and
