@@ -80,16 +80,14 @@ func runMembership(o options) error {
 			return err
 		}
 		for _, visor := range []bool{false, true} {
-			dir := filepath.Join(base, fmt.Sprintf("replace%d-%t", i, visor))
-			r, err := measureReplace(ctx, o, dir, size, visor)
+			r, err := measureReplace(ctx, o, filepath.Join(base, fmt.Sprintf("replace%d-%t", i, visor)), size, visor)
 			if err != nil {
 				return fmt.Errorf("replace with a %s DB (etcdvisor %t): %w", humanize.IBytes(size), visor, err)
 			}
 			// Gigabytes of data dirs left to write back would stall the
-			// next measurement's fsyncs: remove them and let the disk settle.
-			if err := os.RemoveAll(dir); err != nil {
-				return err
-			}
+			// next measurement's fsyncs: write them back now. They stay
+			// until the end: deleting them here would stall the next
+			// measurement too, on a filesystem mounted with discard.
 			syscall.Sync()
 			r.diskRate = rate
 			logf("replace (%s), %s DB: %s to promoted (DB moved in %s; %s), writes: %s", r.name, humanize.IBytes(uint64(r.db)), r.total.Round(time.Millisecond), r.move.Round(time.Millisecond), r.phases, r.load)
