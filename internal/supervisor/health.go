@@ -237,7 +237,8 @@ func (wt *watch) fence(r health.Report) {
 	if critical {
 		healthy, quorum = wt.healthyVotersElsewhere(r)
 	}
-	movedOff := wt.movedAt.Load() >= r.Since.UnixNano()
+	moved := wt.movedAt.Load()
+	movedOff := moved != 0 && moved >= r.Since.UnixNano()
 	dwelt := r.At.Sub(r.Since) >= fenceDwell || movedOff
 	want := critical && dwelt && healthy >= quorum
 	switch {
