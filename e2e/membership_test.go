@@ -79,6 +79,17 @@ func killAtStep(t *testing.T, wch clientv3.WatchChan, p *process, step string) c
 	return seen
 }
 
+// joinKilledAsLearner starts d (on the first spare host) joining the
+// cluster, and kills its etcdvisor (-9) right after it journals that its
+// learner was added.
+func (c *Cluster) joinKilledAsLearner(ctx context.Context) (*member, cluster.JoinRecord) {
+	c.t.Helper()
+	wch := c.Client(0).Watch(ctx, cluster.JoinsPrefix+"d")
+	d := c.Joiner(3, "", 0, 1, 2)
+	pd := startDaemon(c.t, []string{"--config", d.configPath()})
+	return d, killAtStep(c.t, wch, pd, cluster.StepLearner)
+}
+
 // joinRecord reads the journalled join of name from the cluster.
 func (c *Cluster) joinRecord(ctx context.Context, name string) cluster.JoinRecord {
 	c.t.Helper()
@@ -438,10 +449,7 @@ func TestAbortJoinRemovesTheLearnerAndMovesItsDataAside(t *testing.T) {
 	c := NewCluster(t, WithMembers(3), WithSpareHosts(1))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*waitLimit)
 	defer cancel()
-	wch := c.Client(0).Watch(ctx, cluster.JoinsPrefix+"d")
-	d := c.Joiner(3, "", 0, 1, 2)
-	pd := startDaemon(t, []string{"--config", d.configPath()})
-	seen := killAtStep(t, wch, pd, cluster.StepLearner)
+	d, seen := c.joinKilledAsLearner(ctx)
 	out, errOut, code := runCLI(t, "member", "abort-join", "--config", d.configPath())
 	if code != 0 || !strings.Contains(out, "learner "+seen.LearnerID+" removed") {
 		t.Fatalf("abort-join: exit %d %q %q", code, out, errOut)
@@ -485,10 +493,7 @@ func TestAnAbandonedLearnerIsRemovedByTheLeader(t *testing.T) {
 	}))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*waitLimit)
 	defer cancel()
-	wch := c.Client(0).Watch(ctx, cluster.JoinsPrefix+"d")
-	d := c.Joiner(3, "", 0, 1, 2)
-	pd := startDaemon(t, []string{"--config", d.configPath()})
-	seen := killAtStep(t, wch, pd, cluster.StepLearner)
+	_, seen := c.joinKilledAsLearner(ctx)
 	// d never comes back: once its lock has expired and the learner has
 	// stayed idle past the limit, the leader's etcdvisor removes it.
 	c.waitVoters(0, "a", "b", "c")
