@@ -258,7 +258,7 @@ func (c *Cluster) Stop() {
 		default:
 		}
 		if code := p.stop(); code != 0 {
-			c.t.Errorf("%s exited %d", c.Members[i].name, code)
+			c.t.Errorf("%s exited %d\n%s", c.Members[i].name, code, unlogged(p.stderr.String(), 20))
 		}
 	}
 }

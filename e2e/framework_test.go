@@ -243,6 +243,9 @@ func startDaemonWith(t *testing.T, o runOpts) *process {
 			<-p.done
 		}
 		if t.Failed() {
+			if u := unlogged(p.stderr.String(), 20); u != "" {
+				t.Logf("etcdvisor stderr, lines that are not log records:\n%s", u)
+			}
 			t.Logf("etcdvisor stderr (last 40 lines):\n%s", tail(p.stderr.String(), 40))
 		}
 	})
@@ -424,6 +427,18 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// unlogged returns up to n lines of s that are not JSON log records: a
+// panic, or the error etcdvisor printed as it exited.
+func unlogged(s string, n int) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if l != "" && !strings.HasPrefix(l, "{") && len(out) < n {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func tail(s string, n int) string {

@@ -13,7 +13,6 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
-	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 
@@ -34,6 +33,7 @@ type Embedded struct {
 	mu       sync.Mutex
 	e        *embed.Etcd
 	cli      *clientv3.Client
+	gate     *callGate // every call of cli passes it; Stop closes it first
 	stopping bool
 	cancel   context.CancelFunc // ends the readiness wait
 	done     chan struct{}      // closed when the watch goroutine returns
@@ -141,8 +141,9 @@ func (m *Embedded) Start(ctx context.Context) error {
 		return fmt.Errorf("start etcd member %q: %w", m.cfg.Etcd.Name, err)
 	}
 	wctx, cancel := context.WithCancel(context.Background())
+	gate := &callGate{}
 	m.mu.Lock()
-	m.e, m.cli, m.cancel, m.done = e, v3client.New(e.Server), cancel, make(chan struct{})
+	m.e, m.cli, m.gate, m.cancel, m.done = e, newInProcessClient(e.Server, gate), gate, cancel, make(chan struct{})
 	m.mu.Unlock()
 	go m.watch(wctx)
 	return nil
@@ -210,11 +211,22 @@ func (m *Embedded) Stop(ctx context.Context) error {
 		return ErrStopped
 	}
 	m.stopping = true
-	e, cli, cancel, done := m.e, m.cli, m.cancel, m.done
+	e, cli, gate, cancel, done := m.e, m.cli, m.gate, m.cancel, m.done
 	m.mu.Unlock()
 
 	cancel()
 	<-done
+	// No in-process call may reach etcd once it closes. A call stuck on a
+	// hung disk gets half of the time left at most: the close goes ahead.
+	gctx, gcancel := ctx, context.CancelFunc(func() {})
+	if dl, ok := ctx.Deadline(); ok {
+		gctx, gcancel = context.WithTimeout(ctx, time.Until(dl)/2)
+	}
+	err := gate.close(gctx)
+	gcancel()
+	if err != nil {
+		m.lg.Warn("in-process calls still under way; closing the member anyway", zap.Error(err))
+	}
 	closed := make(chan struct{})
 	go func() {
 		cli.Close()

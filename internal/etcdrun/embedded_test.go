@@ -2,12 +2,15 @@ package etcdrun
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/etcdvisor/etcdvisor/internal/config"
@@ -83,6 +86,67 @@ func TestEmbeddedMemberServesAndKeepsDataAcrossRestart(t *testing.T) {
 	}
 	if len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "v1" {
 		t.Fatalf("got %v after restart, want /k=v1", resp.Kvs)
+	}
+}
+
+// A direct call into a closed etcd crashes the process (seen in CI: a
+// daemon stopped while an actor read the registry); after Stop, the
+// in-process client must fail every call with "server stopped" instead.
+func TestEmbeddedClientRefusesCallsAfterStop(t *testing.T) {
+	m := startMember(t, testConfig(t))
+	cli := m.Client()
+	ctx := context.Background()
+	for i := range 200 {
+		if _, err := cli.Put(ctx, fmt.Sprintf("/etcdvisor/v1/nodes/n%03d", i), strings.Repeat("x", 512)); err != nil {
+			t.Fatalf("put: %v", err)
+		}
+	}
+	// A reader racing the stop, as the daemon's actors do: it ends at the
+	// first refusal, or after a bounded number of reads.
+	readerDone := make(chan error, 1)
+	go func() {
+		for range 100000 {
+			_, err := cli.Get(ctx, "/etcdvisor/", clientv3.WithPrefix(), clientv3.WithSerializable())
+			if err != nil {
+				readerDone <- err
+				return
+			}
+		}
+		readerDone <- nil
+	}()
+	if err := m.Stop(ctx); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if err := <-readerDone; err != nil && !errors.Is(err, rpctypes.ErrStopped) {
+		t.Errorf("a read racing Stop: %v, want success or %v", err, rpctypes.ErrStopped)
+	}
+
+	calls := map[string]func() error{
+		"serializable get": func() error {
+			_, err := cli.Get(ctx, "/etcdvisor/", clientv3.WithPrefix(), clientv3.WithSerializable())
+			return err
+		},
+		"put": func() error {
+			_, err := cli.Put(ctx, "/k", "v")
+			return err
+		},
+		"member list": func() error {
+			_, err := cli.MemberList(ctx)
+			return err
+		},
+		"status": func() error {
+			_, err := cli.Status(ctx, "")
+			return err
+		},
+		"lease grant": func() error {
+			_, err := cli.Grant(ctx, 10)
+			return err
+		},
+	}
+	for name, call := range calls {
+		if err := call(); !errors.Is(err, rpctypes.ErrStopped) {
+			t.Errorf("%s after Stop: %v, want %v", name, err, rpctypes.ErrStopped)
+		}
 	}
 }
 
