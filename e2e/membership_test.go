@@ -117,6 +117,10 @@ func TestAFailedMemberIsReplacedByANewHost(t *testing.T) {
 	if err := os.RemoveAll(c.Members[2].dataDir()); err != nil {
 		t.Fatal(err)
 	}
+	beforeJoin, err := c.Client(0).Get(ctx, "any")
+	if err != nil {
+		t.Fatal(err)
+	}
 	d := c.Joiner(3, "c", 0, 1)
 	pd := c.Join(d)
 	pd.waitReady()
@@ -126,6 +130,17 @@ func TestAFailedMemberIsReplacedByANewHost(t *testing.T) {
 	if rec.Step != cluster.StepPromoted || rec.RemovedID == "" || rec.Replaces != "c" {
 		t.Errorf("join record: %+v, want step promoted, c removed", rec)
 	}
+	// Before the first change, d took a snapshot of the cluster: its first
+	// snapshot, verified, uncompressed (nothing to encrypt it to), holding
+	// at least what was written before d started.
+	snaps := snapshotList(t, d.configPath())
+	if len(snaps) != 1 || !strings.HasPrefix(snaps[0].File, "etcd-d-prejoin-") {
+		t.Fatalf("d's snapshots: %v, want one etcd-d-prejoin-*", listedNames(snaps))
+	}
+	if s := snaps[0]; s.Compression != "none" || s.Revision < beforeJoin.Header.Revision {
+		t.Errorf("pre-join snapshot %s: compression %q, revision %d; want none, at least %d", s.File, s.Compression, s.Revision, beforeJoin.Header.Revision)
+	}
+	mustCLI(t, "snapshot", "verify", snaps[0].Path)
 	before := w.writesAcked()
 	waitUntil(t, "writes after the join", func() bool { return w.writesAcked() > before+50 })
 	res := w.stop()

@@ -287,9 +287,15 @@ func (j *joiner) preflight(ctx context.Context, v cluster.View) error {
 	}
 	// The database arrives as a snapshot file and is then renamed into
 	// place; with the WAL and room to grow, twice its size is the least.
-	if free := int64(st.Bavail) * st.Bsize; free < 2*db {
-		return fmt.Errorf("pre-flight: %s has %d MiB free; joining needs at least twice the cluster's database (%d MiB): free space or use a larger disk",
-			cfg.Etcd.DataDir, free>>20, (2*db)>>20)
+	// The snapshot taken before the change needs about once more (see
+	// snapshot).
+	need, what := 2*db, "twice"
+	if !cfg.Join.SkipSnapshot {
+		need, what = 3*db, "three times"
+	}
+	if free := int64(st.Bavail) * st.Bsize; free < need {
+		return fmt.Errorf("pre-flight: %s has %d MiB free; joining needs at least %s the cluster's database (%d MiB): free space or use a larger disk",
+			cfg.Etcd.DataDir, free>>20, what, need>>20)
 	}
 	target := j.s.watch.t.FsyncCritical
 	res, err := diskcheck.Run(ctx, cfg.Etcd.DataDir, diskcheck.Options{Size: 200 * 2300, BlockSize: 2300, Target: target})
@@ -311,6 +317,14 @@ func (j *joiner) preflight(ctx context.Context, v cluster.View) error {
 // member's snapshot dir, as its first snapshot: from the most caught-up
 // healthy follower, so the leader's disk, which every write waits on and
 // which is about to send the database to the learner, is spared the read.
+//
+// It is not compressed unless it is encrypted: a compressed snapshot is
+// checked through a plaintext copy of the whole database, written and
+// deleted again just before the database moves to this member, and on
+// the bench that doubled the move (1 GiB: 4.9 s against 2.3 s). The
+// join waits on this snapshot; compression would only save disk, which
+// retention gives back. An encrypted snapshot still takes the configured
+// form: no plaintext may stay at rest when recipients are set.
 func (j *joiner) snapshot(ctx context.Context, v cluster.View) error {
 	var from api.MemberHealth
 	for _, m := range v.Voters() {
@@ -329,7 +343,7 @@ func (j *joiner) snapshot(ctx context.Context, v cluster.View) error {
 	}
 	defer cli.Close()
 	m, err := snapshot.Save(sctx, cli, from.ClientURLs[0], snapshot.Options{
-		Dir: sn.dir, Name: name, Compress: sn.cfg.Compress, Recipients: sn.recipients,
+		Dir: sn.dir, Name: name, Compress: sn.cfg.Compress && len(sn.recipients) > 0, Recipients: sn.recipients,
 		RateLimit: int64(sn.cfg.RateLimit), Logger: sn.lg,
 	})
 	if err != nil {
