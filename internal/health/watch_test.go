@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,8 +107,12 @@ func TestWatcherRunsProbesAndLogsAMissingSourceOnce(t *testing.T) {
 	if len(r.Figures.Unavailable) != 1 || r.Figures.Unavailable[0] != "pressure" {
 		t.Errorf("unavailable %v, want [pressure]", r.Figures.Unavailable)
 	}
-	if r.State == Critical {
-		t.Errorf("a missing source made the member %v: %v", r.State, r.Reasons)
+	// The probe writes to the real disk, which a busy machine may make
+	// slow; only a reason from the missing source would be this test's.
+	for _, reason := range r.Reasons {
+		if strings.Contains(reason.Signal, "pressure") || strings.Contains(reason.Text, "unavailable") {
+			t.Errorf("the missing source gave a reason: %+v", reason)
+		}
 	}
 	if err := p.LastError(); err != nil {
 		t.Errorf("probe error: %v", err)
