@@ -231,16 +231,63 @@ func (t *trailerReader) Read(p []byte) (int, error) {
 		if t.eof {
 			return t.finish(p)
 		}
-		// Keep the held-back bytes at the front and fill the rest.
-		t.end = copy(t.buf, t.buf[t.start:t.end])
-		t.start = 0
-		n, err := t.src.Read(t.buf[t.end:])
-		t.end += n
-		if errors.Is(err, io.EOF) {
-			t.eof = true
-		} else if err != nil {
-			t.err = err
+		if err := t.fill(); err != nil {
 			return 0, err
+		}
+	}
+}
+
+// fill reads more of the source behind the held-back bytes.
+func (t *trailerReader) fill() error {
+	t.end = copy(t.buf, t.buf[t.start:t.end])
+	t.start = 0
+	n, err := t.src.Read(t.buf[t.end:])
+	t.end += n
+	if errors.Is(err, io.EOF) {
+		t.eof = true
+	} else if err != nil {
+		t.err = err
+		return err
+	}
+	return nil
+}
+
+// WriteTo is Read without the copy into the caller's buffer: io.Copy
+// hands w the bytes straight from t's buffer. A plain save writes the
+// whole DB this way, one copy fewer per byte.
+func (t *trailerReader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	var tail [trailerSize]byte
+	for {
+		if t.err != nil {
+			if t.err == io.EOF {
+				return total, nil
+			}
+			return total, t.err
+		}
+		var b []byte
+		switch avail := t.end - t.start - trailerSize; {
+		case avail > 0:
+			b = t.buf[t.start : t.start+avail]
+			t.h.Write(b)
+			t.start += avail
+			t.n += int64(avail)
+		case t.eof:
+			n, err := t.finish(tail[:])
+			if err != nil && err != io.EOF {
+				return total, err
+			}
+			b = tail[:n]
+		default:
+			if err := t.fill(); err != nil {
+				return total, err
+			}
+			continue
+		}
+		n, err := w.Write(b)
+		total += int64(n)
+		if err != nil {
+			return total, err
 		}
 	}
 }

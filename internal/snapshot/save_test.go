@@ -280,7 +280,11 @@ func TestManifestPathStripsTheExtensionsSaveAppends(t *testing.T) {
 
 func TestTrailerReaderChecksTheTrailerAndAcceptsATrailerlessDB(t *testing.T) {
 	db := bytes.Repeat([]byte("page"), 1024) // 4096 bytes: whole pages
-	sum := sha256.Sum256(db)
+	big := make([]byte, 150*4096)            // more than one buffer of the reader
+	for i := range big {
+		big[i] = byte(i * 7 / 4096)
+	}
+	sum, bigSum := sha256.Sum256(db), sha256.Sum256(big)
 	bad := sum
 	bad[0] ^= 1
 	tests := []struct {
@@ -291,24 +295,41 @@ func TestTrailerReaderChecksTheTrailerAndAcceptsATrailerlessDB(t *testing.T) {
 		wantErr     error
 	}{
 		{"DB with its trailer", append(slices.Clone(db), sum[:]...), db, true, nil},
+		{"larger DB with its trailer", append(slices.Clone(big), bigSum[:]...), big, true, nil},
 		{"DB without trailer", db, db, false, nil},
+		{"larger DB without trailer", big, big, false, nil},
 		{"DB with a wrong trailer", append(slices.Clone(db), bad[:]...), nil, false, ErrChecksum},
+		{"larger DB with another's trailer", append(slices.Clone(big), sum[:]...), nil, false, ErrChecksum},
 		{"a truncated DB", db[:4000], nil, false, ErrNotSnapshot},
 	}
+	// Read serves the compressed save and restore; WriteTo, the plain save.
+	ways := map[string]func(*trailerReader) ([]byte, error){
+		"read": func(tr *trailerReader) ([]byte, error) { return io.ReadAll(tr) },
+		"write to": func(tr *trailerReader) ([]byte, error) {
+			var out bytes.Buffer
+			_, err := tr.WriteTo(&out)
+			return out.Bytes(), err
+		},
+	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			tr := newTrailerReader(&oneByteAtATimeSometimes{r: bytes.NewReader(tt.in)})
-			out, err := io.ReadAll(tr)
-			if !errors.Is(err, tt.wantErr) {
-				t.Fatalf("got error %v, want %v", err, tt.wantErr)
-			}
-			if err != nil {
-				return
-			}
-			if !bytes.Equal(out, tt.wantOut) || tr.hasTrailer != tt.wantTrailer {
-				t.Errorf("got %d bytes, trailer %v; want %d bytes, trailer %v", len(out), tr.hasTrailer, len(tt.wantOut), tt.wantTrailer)
-			}
-		})
+		for way, pass := range ways {
+			t.Run(tt.name+"/"+way, func(t *testing.T) {
+				tr := newTrailerReader(&oneByteAtATimeSometimes{r: bytes.NewReader(tt.in)})
+				out, err := pass(tr)
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("got error %v, want %v", err, tt.wantErr)
+				}
+				if err != nil {
+					return
+				}
+				if !bytes.Equal(out, tt.wantOut) || tr.hasTrailer != tt.wantTrailer {
+					t.Errorf("got %d bytes, trailer %v; want %d bytes, trailer %v", len(out), tr.hasTrailer, len(tt.wantOut), tt.wantTrailer)
+				}
+				if tt.wantTrailer && !bytes.Equal(tr.trailer, tt.in[len(tt.in)-trailerSize:]) {
+					t.Errorf("trailer %x, want the input's last %d bytes", tr.trailer, trailerSize)
+				}
+			})
+		}
 	}
 }
 

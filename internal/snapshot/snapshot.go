@@ -275,13 +275,17 @@ func (s *saver) run(ctx context.Context, cli *clientv3.Client, endpoint string) 
 	if plainForm {
 		partW = grow.writer(partW)
 	}
-	fileBuf := bufio.NewWriterSize(&stepWriter{w: partW, step: "write .part"}, 1<<20)
+	// A plain save writes the stream's large pieces as they come; the
+	// encoders' small writes are gathered first.
+	var fileW io.Writer = &stepWriter{w: partW, step: "write .part"}
+	flushFile := func() error { return nil }
 	var fileSum hash.Hash
-	counted := &countWriter{w: fileBuf}
 	if !plainForm {
+		bw := bufio.NewWriterSize(fileW, 1<<20)
 		fileSum = sha256.New()
-		counted.w = io.MultiWriter(fileBuf, fileSum)
+		fileW, flushFile = io.MultiWriter(bw, fileSum), bw.Flush
 	}
+	counted := &countWriter{w: fileW}
 	var w io.Writer = counted
 	var closers []io.Closer // innermost first
 	defer func() {
@@ -386,7 +390,7 @@ func (s *saver) run(ctx context.Context, cli *clientv3.Client, endpoint string) 
 			return Manifest{}, fmt.Errorf("finish compression/encryption: %w", err)
 		}
 	}
-	if err := fileBuf.Flush(); err != nil {
+	if err := flushFile(); err != nil {
 		return Manifest{}, fmt.Errorf("write .part: %w", err)
 	}
 	// The fsync waits on the disk and the rest of the check on the CPU:
