@@ -700,9 +700,7 @@ func growDB(ctx context.Context, t *testing.T, cli *clientv3.Client, n int) {
 	val := make([]byte, 64<<10)
 	for i := range n {
 		rng.Read(val)
-		if _, err := cli.Put(ctx, fmt.Sprintf("/registry/blobs/b-%03d", i), string(val)); err != nil {
-			t.Fatalf("put 64 KiB value %d: %v", i, err)
-		}
+		putEventually(ctx, t, cli, fmt.Sprintf("/registry/blobs/b-%03d", i), string(val))
 	}
 }
 
