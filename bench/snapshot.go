@@ -2,8 +2,8 @@ package main
 
 // -snapshot mode: one plain etcd member is filled to -db-size, then
 // snapshots are saved from it by etcdctl and by etcdvisor (plain, zstd,
-// zstd+age), and restored by etcdutl and by etcdvisor, alternating, 3
-// rounds each; the medians are compared.
+// zstd+age), and restored by etcdutl and by etcdvisor, alternating, 5
+// rounds each, each round in another order; the medians are compared.
 //
 //	go run ./bench -snapshot -db-size 64MiB
 
@@ -28,10 +28,12 @@ import (
 	"github.com/dustin/go-humanize"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 )
 
 const (
-	snapRounds   = 3
+	snapRounds   = 5
+	snapSettle   = 2 * time.Second
 	snapValSize  = 64 << 10
 	snapQuota    = "8589934592" // 8 GiB, so any sensible -db-size fits
 	snapOpLimit  = 10 * time.Minute
@@ -137,8 +139,10 @@ func runSnapshot(o options) error {
 	kept := make([]string, len(saves)) // round 1's file of each, for restore
 	sizes := make([]int64, len(saves))
 	for r := 1; r <= snapRounds; r++ {
-		for i, op := range saves {
+		for _, i := range roundOrder(len(saves), r) {
+			op := saves[i]
 			args, file := op.argv(r)
+			settleDisk()
 			s, err := timeChild(ctx, args)
 			if err != nil {
 				return c.blame(fmt.Errorf("save round %d, %s: %w", r, op.name, err))
@@ -181,8 +185,10 @@ func runSnapshot(o options) error {
 	}
 	restoreRes := make([][]childRun, len(restores))
 	for r := 1; r <= snapRounds; r++ {
-		for i, op := range restores {
+		for _, i := range roundOrder(len(restores), r) {
+			op := restores[i]
 			args, dir := op.argv(r)
+			settleDisk()
 			s, err := timeChild(ctx, args)
 			if err != nil {
 				return fmt.Errorf("restore round %d, %s: %w", r, op.name, err)
@@ -346,6 +352,26 @@ func timeChild(ctx context.Context, args []string) (childRun, error) {
 	return childRun{secs: secs, rssKiB: ru.Maxrss}, nil // KiB on Linux
 }
 
+// roundOrder is the order of n ops in round r (from 1): rotated by one
+// each round, so no tool always runs first, right after the previous
+// round's files were deleted, or always right after one particular tool.
+func roundOrder(n, r int) []int {
+	order := make([]int, n)
+	for i := range order {
+		order[i] = (i + r - 1) % n
+	}
+	return order
+}
+
+// settleDisk starts every timed op from the same state: nothing of the
+// previous op left to write back, and a moment for the filesystem's
+// discards of deleted files. On this bench's VM, either one landing on
+// the next op swung its time by a factor of two.
+func settleDisk() {
+	unix.Sync()
+	time.Sleep(snapSettle)
+}
+
 func kib(k int64) string { return fmt.Sprintf("%.0f MiB", float64(k)/1024) }
 
 // snapSummary is the median time and the highest peak RSS of one op.
@@ -425,5 +451,5 @@ func printSnapshotTable(w io.Writer, dbSize int64, disk, versions string, saves 
 	fmt.Fprintf(w, "goals: plain save >= 0.95x etcdctl: %s (%.2fx); zstd+age save >= 0.7x: %s (%.2fx);\n", met(plain >= 0.95), plain, met(zage >= 0.7), zage)
 	fmt.Fprintf(w, "       restore faster than etcdutl: plain %s (%.2fx the time), zstd+age %s (%.2fx);\n", met(rPlain < 1), rPlain, met(rAge < 1), rAge)
 	fmt.Fprintf(w, "       etcdvisor save peak RSS < 64 MiB: %s (highest %s)\n", met(visorRSS < rssGoalKiB), kib(visorRSS))
-	fmt.Fprintf(w, "medians of %d alternating rounds; peak RSS is the highest of the rounds (child's rusage); MB = 10^6 bytes of DB\n%s\n", snapRounds, versions)
+	fmt.Fprintf(w, "medians of %d rounds, each in another order, each op after a sync and a %s pause; peak RSS is the highest of the rounds (child's rusage); MB = 10^6 bytes of DB\n%s\n", snapRounds, snapSettle, versions)
 }
