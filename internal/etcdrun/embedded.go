@@ -153,6 +153,16 @@ func (m *Embedded) Start(ctx context.Context) error {
 // an unexpected stop into an error on Err.
 func (m *Embedded) watch(ctx context.Context) {
 	defer close(m.done)
+	// etcd that stops on its own (this member removed from the cluster,
+	// its storage failed) closes its backend as it stops: from its first
+	// step on, in-process calls are refused, as after Stop.
+	go func() {
+		select {
+		case <-m.e.Server.StoppingNotify():
+			m.gate.refuse()
+		case <-ctx.Done():
+		}
+	}()
 	go func() {
 		select {
 		case <-m.e.Server.ReadyNotify():

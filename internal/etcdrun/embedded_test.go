@@ -150,6 +150,44 @@ func TestEmbeddedClientRefusesCallsAfterStop(t *testing.T) {
 	}
 }
 
+// etcd that stops on its own closes its backend too, before Stop is
+// called: its in-process calls must be refused from then on as well.
+func TestEmbeddedClientRefusesCallsWhenEtcdStopsOnItsOwn(t *testing.T) {
+	m := startMember(t, testConfig(t))
+	cli := m.Client()
+	ctx := context.Background()
+	for i := range 200 {
+		if _, err := cli.Put(ctx, fmt.Sprintf("/etcdvisor/v1/nodes/n%03d", i), strings.Repeat("x", 512)); err != nil {
+			t.Fatalf("put: %v", err)
+		}
+	}
+	readerDone := make(chan error, 1)
+	go func() {
+		for range 100000 {
+			if _, err := cli.Get(ctx, "/etcdvisor/", clientv3.WithPrefix(), clientv3.WithSerializable()); err != nil {
+				readerDone <- err
+				return
+			}
+		}
+		readerDone <- nil
+	}()
+	m.e.Server.Stop() // as when this member is removed from the cluster
+	select {
+	case err := <-m.Err():
+		if err == nil {
+			t.Error("etcd stopping on its own was reported without an error")
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("etcd stopping on its own was not reported")
+	}
+	if err := <-readerDone; err != nil && !errors.Is(err, rpctypes.ErrStopped) {
+		t.Errorf("a read racing etcd's stop: %v, want success or %v", err, rpctypes.ErrStopped)
+	}
+	if _, err := cli.Get(ctx, "/etcdvisor/", clientv3.WithPrefix(), clientv3.WithSerializable()); !errors.Is(err, rpctypes.ErrStopped) {
+		t.Errorf("a read after etcd stopped: %v, want %v", err, rpctypes.ErrStopped)
+	}
+}
+
 func TestEmbeddedStartNamesTheURLWhosePortIsTaken(t *testing.T) {
 	cfg := testConfig(t)
 	u := strings.TrimPrefix(cfg.Etcd.ListenPeerURLs[0], "http://")

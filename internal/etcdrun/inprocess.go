@@ -42,11 +42,16 @@ func (g *callGate) enter() bool {
 
 func (g *callGate) leave() { g.calls.Done() }
 
-// close refuses new calls and waits, until ctx ends, for those under way.
-func (g *callGate) close(ctx context.Context) error {
+// refuse refuses new calls at once, without waiting for those under way.
+func (g *callGate) refuse() {
 	g.mu.Lock()
 	g.closed = true
 	g.mu.Unlock()
+}
+
+// close refuses new calls and waits, until ctx ends, for those under way.
+func (g *callGate) close(ctx context.Context) error {
+	g.refuse()
 	idle := make(chan struct{})
 	go func() {
 		g.calls.Wait()
