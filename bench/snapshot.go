@@ -353,12 +353,16 @@ func timeChild(ctx context.Context, args []string) (childRun, error) {
 }
 
 // roundOrder is the order of n ops in round r (from 1): rotated by one
-// each round, so no tool always runs first, right after the previous
-// round's files were deleted, or always right after one particular tool.
+// each round, and reversed every other round, so no tool always runs
+// first, right after the previous round's files were deleted, or always
+// right after one particular tool.
 func roundOrder(n, r int) []int {
 	order := make([]int, n)
 	for i := range order {
 		order[i] = (i + r - 1) % n
+	}
+	if r%2 == 0 {
+		slices.Reverse(order)
 	}
 	return order
 }
