@@ -89,6 +89,30 @@ func TestEmbeddedMemberServesAndKeepsDataAcrossRestart(t *testing.T) {
 	}
 }
 
+// racingReader fills the member with registry records and starts a
+// reader of them, as the daemon's actors read while the member stops. It
+// delivers the first error, or nil after a bounded number of reads.
+func racingReader(t *testing.T, cli *clientv3.Client) <-chan error {
+	t.Helper()
+	ctx := context.Background()
+	for i := range 200 {
+		if _, err := cli.Put(ctx, fmt.Sprintf("/etcdvisor/v1/nodes/n%03d", i), strings.Repeat("x", 512)); err != nil {
+			t.Fatalf("put: %v", err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		for range 100000 {
+			if _, err := cli.Get(ctx, "/etcdvisor/", clientv3.WithPrefix(), clientv3.WithSerializable()); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	return done
+}
+
 // A direct call into a closed etcd crashes the process (seen in CI: a
 // daemon stopped while an actor read the registry); after Stop, the
 // in-process client must fail every call with "server stopped" instead.
@@ -96,24 +120,7 @@ func TestEmbeddedClientRefusesCallsAfterStop(t *testing.T) {
 	m := startMember(t, testConfig(t))
 	cli := m.Client()
 	ctx := context.Background()
-	for i := range 200 {
-		if _, err := cli.Put(ctx, fmt.Sprintf("/etcdvisor/v1/nodes/n%03d", i), strings.Repeat("x", 512)); err != nil {
-			t.Fatalf("put: %v", err)
-		}
-	}
-	// A reader racing the stop, as the daemon's actors do: it ends at the
-	// first refusal, or after a bounded number of reads.
-	readerDone := make(chan error, 1)
-	go func() {
-		for range 100000 {
-			_, err := cli.Get(ctx, "/etcdvisor/", clientv3.WithPrefix(), clientv3.WithSerializable())
-			if err != nil {
-				readerDone <- err
-				return
-			}
-		}
-		readerDone <- nil
-	}()
+	readerDone := racingReader(t, cli)
 	if err := m.Stop(ctx); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
@@ -156,21 +163,7 @@ func TestEmbeddedClientRefusesCallsWhenEtcdStopsOnItsOwn(t *testing.T) {
 	m := startMember(t, testConfig(t))
 	cli := m.Client()
 	ctx := context.Background()
-	for i := range 200 {
-		if _, err := cli.Put(ctx, fmt.Sprintf("/etcdvisor/v1/nodes/n%03d", i), strings.Repeat("x", 512)); err != nil {
-			t.Fatalf("put: %v", err)
-		}
-	}
-	readerDone := make(chan error, 1)
-	go func() {
-		for range 100000 {
-			if _, err := cli.Get(ctx, "/etcdvisor/", clientv3.WithPrefix(), clientv3.WithSerializable()); err != nil {
-				readerDone <- err
-				return
-			}
-		}
-		readerDone <- nil
-	}()
+	readerDone := racingReader(t, cli)
 	m.e.Server.Stop() // as when this member is removed from the cluster
 	select {
 	case err := <-m.Err():

@@ -135,7 +135,9 @@ func (k gatedKV) Range(ctx context.Context, in *pb.RangeRequest, opts ...grpc.Ca
 }
 
 func (k gatedKV) RangeStream(ctx context.Context, in *pb.RangeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[pb.RangeStreamResponse], error) {
-	return stream(k.g, func() (grpc.ServerStreamingClient[pb.RangeStreamResponse], error) { return k.c.RangeStream(ctx, in, opts...) })
+	return stream(k.g, func() (grpc.ServerStreamingClient[pb.RangeStreamResponse], error) {
+		return k.c.RangeStream(ctx, in, opts...)
+	})
 }
 
 func (k gatedKV) Put(ctx context.Context, in *pb.PutRequest, opts ...grpc.CallOption) (*pb.PutResponse, error) {
@@ -187,7 +189,9 @@ type gatedWatch struct {
 }
 
 func (w gatedWatch) Watch(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[pb.WatchRequest, pb.WatchResponse], error) {
-	return stream(w.g, func() (grpc.BidiStreamingClient[pb.WatchRequest, pb.WatchResponse], error) { return w.c.Watch(ctx, opts...) })
+	return stream(w.g, func() (grpc.BidiStreamingClient[pb.WatchRequest, pb.WatchResponse], error) {
+		return w.c.Watch(ctx, opts...)
+	})
 }
 
 type gatedMaintenance struct {
