@@ -6,13 +6,14 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/etcdvisor/etcdvisor/internal/freeport"
 )
 
 // maxMembers bounds -members: members are named a, b, c... and listen on
@@ -144,8 +145,6 @@ func (l *layout) describe() string {
 // each member's IP, and a token of its own, so a member left over from an
 // earlier cluster can never join this one.
 func (l *layout) plan(dir string) ([]member, error) {
-	var ports portPicker
-	defer ports.close()
 	scheme := "http"
 	if l.pki != "" {
 		scheme = "https"
@@ -155,9 +154,9 @@ func (l *layout) plan(dir string) ([]member, error) {
 	peers := make([]string, l.members)
 	for i := range ms {
 		ip := memberIP(i)
-		client, err1 := ports.pick(ip)
-		peer, err2 := ports.pick(ip)
-		metrics, err3 := ports.pick("127.0.0.1")
+		client, err1 := freeport.Port(ip)
+		peer, err2 := freeport.Port(ip)
+		metrics, err3 := freeport.Port("127.0.0.1")
 		if err := errors.Join(err1, err2, err3); err != nil {
 			return nil, err
 		}
@@ -180,25 +179,6 @@ func (l *layout) plan(dir string) ([]member, error) {
 		ms[i].initialCluster = strings.Join(peers, ",")
 	}
 	return ms, nil
-}
-
-// portPicker asks the kernel for free ports and keeps each listener open
-// until close, so no port is handed out twice for one cluster.
-type portPicker struct{ lns []net.Listener }
-
-func (pp *portPicker) pick(ip string) (int, error) {
-	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		return 0, fmt.Errorf("find a free port on %s: %w", ip, err)
-	}
-	pp.lns = append(pp.lns, ln)
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-func (pp *portPicker) close() {
-	for _, ln := range pp.lns {
-		ln.Close()
-	}
 }
 
 // start runs a new cluster of t under dir and waits until every member

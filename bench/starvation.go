@@ -60,6 +60,7 @@ import (
 	"github.com/etcdvisor/etcdvisor/e2e/faults"
 	"github.com/etcdvisor/etcdvisor/internal/control"
 	"github.com/etcdvisor/etcdvisor/internal/fence"
+	"github.com/etcdvisor/etcdvisor/internal/freeport"
 )
 
 const (
@@ -635,15 +636,13 @@ func startStarveCluster(ctx context.Context, t starveTarget, bin, dir, token str
 
 // planLoopback lays out n members a, b, c... on 127.0.0.1 with free ports.
 func planLoopback(dir, token string, n int) ([]member, error) {
-	var ports portPicker
-	defer ports.close()
 	ms := make([]member, n)
 	peers := make([]string, n)
 	probe := newProbeClient(nil)
 	for i := range ms {
-		client, err1 := ports.pick("127.0.0.1")
-		peer, err2 := ports.pick("127.0.0.1")
-		metrics, err3 := ports.pick("127.0.0.1")
+		client, err1 := freeport.Port("127.0.0.1")
+		peer, err2 := freeport.Port("127.0.0.1")
+		metrics, err3 := freeport.Port("127.0.0.1")
 		if err := errors.Join(err1, err2, err3); err != nil {
 			return nil, err
 		}

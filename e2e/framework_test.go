@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/etcdvisor/etcdvisor/internal/freeport"
 )
 
 // etcdvisorBin is the binary under test, built once by TestMain.
@@ -100,12 +102,7 @@ func freeAddr(t *testing.T) string {
 // freeAddrOn returns host:port on the given loopback address.
 func freeAddrOn(t *testing.T, ip string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return freeport.TestAddr(t, ip)
 }
 
 // member describes one etcdvisor's config.

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/etcdvisor/etcdvisor/internal/config"
+	"github.com/etcdvisor/etcdvisor/internal/freeport"
 )
 
 // testConfig is a single member on free loopback ports in a temp dir.
@@ -33,12 +34,7 @@ func testConfig(t *testing.T) *config.Config {
 
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return fmt.Sprintf("http://%s", ln.Addr())
+	return "http://" + freeport.TestAddr(t, "127.0.0.1")
 }
 
 func startMember(t *testing.T, cfg *config.Config) *Embedded {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -26,6 +25,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/etcdvisor/etcdvisor/internal/config"
+	"github.com/etcdvisor/etcdvisor/internal/freeport"
 )
 
 // TestABootstrappedClusterFormsOverTLSAndAdmitsOnlyCertifiedClients runs
@@ -190,12 +190,11 @@ func freePorts(t *testing.T, n int) []int {
 	t.Helper()
 	var ports []int
 	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		p, err := freeport.Port("127.0.0.1")
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer ln.Close()
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+		ports = append(ports, p)
 	}
 	return ports
 }

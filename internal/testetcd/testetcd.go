@@ -4,7 +4,6 @@ package testetcd
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -14,6 +13,8 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/etcdvisor/etcdvisor/internal/freeport"
 )
 
 // readyLimit is a hang guard, not a speed claim.
@@ -22,12 +23,7 @@ const readyLimit = 30 * time.Second
 // FreeURL is scheme://127.0.0.1:port with a port free a moment ago.
 func FreeURL(t *testing.T, scheme string) url.URL {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return url.URL{Scheme: scheme, Host: l.Addr().String()}
+	return url.URL{Scheme: scheme, Host: freeport.TestAddr(t, "127.0.0.1")}
 }
 
 // Member is a started etcd.

@@ -3,7 +3,6 @@ package etcdstats
 import (
 	"context"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 
 	"github.com/etcdvisor/etcdvisor/internal/config"
 	"github.com/etcdvisor/etcdvisor/internal/etcdrun"
+	"github.com/etcdvisor/etcdvisor/internal/freeport"
 )
 
 // The embedded etcd registers its metrics in the default registry, which
@@ -67,10 +67,5 @@ func TestSampleReadsARealEmbeddedMember(t *testing.T) {
 
 func freeURL(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return fmt.Sprintf("http://%s", ln.Addr())
+	return "http://" + freeport.TestAddr(t, "127.0.0.1")
 }
