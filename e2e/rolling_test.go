@@ -3,11 +3,16 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcdvisor/etcdvisor/internal/api"
 	"github.com/etcdvisor/etcdvisor/internal/cluster"
@@ -58,13 +63,6 @@ func (s *systemdStandIn) proc(i int) *process {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.c.Procs[i]
-}
-
-// restartsOf is the exit codes member name was restarted after so far.
-func (s *systemdStandIn) restartsOf(name string) []int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.restarts[name])
 }
 
 // stop ends the restarts and stops every member.
@@ -123,8 +121,16 @@ func TestRollingRestartOfFiveMembersTakesTheLeaderLast(t *testing.T) {
 	}
 }
 
-// The member whose turn it is dies (kill -9) while it holds the lock: its
-// lease frees the lock, systemd starts it again, and the operation ends.
+// The etcdvisor holding the membership lock in a rolling restart dies
+// (kill -9) while it holds it: its lease frees the lock, systemd starts it
+// again, and the operation ends with every member restarted.
+//
+// A turn holds the lock for about one leadership move, too short to hit
+// by watching for it on a busy machine. So the test makes the moment
+// certain: it holds the lock itself until the next step's etcdvisor queues
+// behind it, freezes that etcdvisor (SIGSTOP), passes the lock on by
+// deleting its own key, checks that the frozen etcdvisor's key now holds
+// the lock, and kills it.
 func TestRollingRestartGoesOnAfterTheLockHolderIsKilled(t *testing.T) {
 	c := NewCluster(t, WithMembers(3))
 	ctx, cancel := context.WithTimeout(context.Background(), 4*waitLimit)
@@ -133,79 +139,107 @@ func TestRollingRestartGoesOnAfterTheLockHolderIsKilled(t *testing.T) {
 	slices.Sort(names)
 	sd := c.superviseLikeSystemd()
 
-	// The kill must land on the etcdvisor taking the leader's turn. On a
-	// busy machine the test may act only once that etcdvisor has exited;
-	// then the whole operation runs again, with whichever member leads
-	// then, at most three times.
-	var leader string
-	var restartsBefore int
-	midTurn := false
-	for attempt := 1; attempt <= 3 && !midTurn; attempt++ {
-		li := c.Leader()
-		leader = c.Members[li].name
-		other := (li + 1) % 3
-		restartsBefore = len(sd.restartsOf(leader))
-		midTurn = c.rollKillingTheLeader(ctx, sd, other, li)
-		r := c.rollingOf(ctx, other)
-		if r.Phase != cluster.RollingDone || r.Order[2] != leader {
-			t.Fatalf("rolling operation: %+v", r)
+	out, errOut, code := runCLI(t, "cluster", "rolling-restart", "--config", c.Members[0].configPath())
+	if code != 0 {
+		t.Fatalf("rolling-restart: exit %d\n%s\n%s", code, out, errOut)
+	}
+	// The next step, a turn or a restarted member recording that it is
+	// back, needs the lock and queues behind the test's.
+	const testHolder = "the e2e test, holding the lock on purpose"
+	mine, err := cluster.AcquireLock(ctx, c.Client(0), testHolder, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mine.Release()
+	waiter := -1
+	waitUntil(t, "an etcdvisor waiting for the test's lock", func() bool {
+		for i := range c.Members {
+			if strings.Contains(sd.proc(i).stderr.String(), testHolder) {
+				waiter = i
+				return true
+			}
 		}
-		c.waitVoters(other, names...)
-		if !midTurn {
-			t.Logf("attempt %d: the kill landed after the leader's turn; running the operation again", attempt)
+		return false
+	})
+	// From here on only a member the test does not freeze answers it.
+	cli := c.Client((waiter + 1) % 3)
+	var keys []*mvccpb.KeyValue
+	waitUntil(t, "the waiter's key under the lock", func() bool {
+		keys = lockKeys(ctx, t, cli)
+		return len(keys) >= 2
+	})
+	if len(keys) != 2 || keys[0].CreateRevision != mine.Revision() {
+		t.Fatalf("lock keys %v: want the test's, then the one waiter's", keyNames(keys))
+	}
+	frozen := sd.proc(waiter)
+	if err := frozen.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Delete(ctx, string(keys[0].Key)); err != nil {
+		t.Fatalf("pass the lock on: %v", err)
+	}
+	h, err := cluster.LockHolder(ctx, cli)
+	if err != nil || h == nil || h.Revision != keys[1].CreateRevision {
+		t.Fatalf("lock holder %+v (%v), want the frozen etcdvisor's key %s", h, err, keys[1].Key)
+	}
+	t.Logf("%s's etcdvisor holds the lock (key %s), frozen; killing it", c.Members[waiter].name, keys[1].Key)
+	if code := frozen.signal(syscall.SIGKILL); code == 0 || code == 75 {
+		t.Fatalf("the killed etcdvisor exited %d", code)
+	}
+	for _, line := range []string{"this member's turn; restarting", "this member restarted and serves"} {
+		if strings.Contains(frozen.stderr.String(), line) {
+			t.Fatalf("the killed etcdvisor logged %q: it acted under the lock before the kill", line)
 		}
 	}
-	if !midTurn {
-		t.Fatal("in three rolling restarts the kill never landed on the etcdvisor taking the leader's turn")
+
+	// Only its lease can remove the dead holder's key; then the steps go on.
+	var r *cluster.Rolling
+	for {
+		r, err = cluster.ReadRolling(ctx, cli)
+		if err == nil && r != nil && r.Phase == cluster.RollingDone {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the rolling restart did not end after the lock holder was killed: %+v %v", r, err)
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
+	if !slices.Equal(r.Done, r.Order) || len(r.Order) != 3 {
+		t.Errorf("rolling operation: %+v, want all three done", r)
+	}
+	for _, kv := range lockKeys(ctx, t, cli) {
+		if string(kv.Key) == string(keys[1].Key) {
+			t.Errorf("the killed holder's lock key %s is still there", kv.Key)
+		}
+	}
+	c.waitVoters((waiter+1)%3, names...)
 	for i := range c.Members {
 		c.CheckHealthy(i)
 	}
 	restarts := sd.stop()
-	if got := restarts[leader][restartsBefore:]; len(got) != 1 || got[0] == 0 {
-		t.Errorf("the killed leader was restarted after exits %v, want once", got)
+	killedName := c.Members[waiter].name
+	if got := restarts[killedName]; !slices.ContainsFunc(got, func(code int) bool { return code != 0 && code != 75 }) {
+		t.Errorf("%s was restarted after exits %v, want once after the kill", killedName, got)
 	}
 }
 
-// rollKillingTheLeader starts a rolling restart from member from and
-// kills (-9) the leader's etcdvisor (member li) the moment its turn is
-// recorded. It returns once the operation is done, and whether the kill
-// landed during the turn rather than on the etcdvisor that came after it.
-func (c *Cluster) rollKillingTheLeader(ctx context.Context, sd *systemdStandIn, from, li int) bool {
-	c.t.Helper()
-	leader := c.Members[li].name
-	wctx, wcancel := context.WithCancel(ctx)
-	defer wcancel()
-	wch := c.Client(from).Watch(wctx, cluster.RollingKey)
-	out, errOut, code := runCLI(c.t, "cluster", "rolling-restart", "--config", c.Members[from].configPath())
-	if code != 0 {
-		c.t.Fatalf("rolling-restart: exit %d\n%s\n%s", code, out, errOut)
+// lockKeys lists the membership lock's keys, the holder's first.
+func lockKeys(ctx context.Context, t *testing.T, cli *clientv3.Client) []*mvccpb.KeyValue {
+	t.Helper()
+	resp, err := cli.Get(ctx, cluster.LockKey+"/", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
+	if err != nil {
+		t.Fatalf("read the lock's keys: %v", err)
 	}
-	var killed *process
-	for resp := range wch {
-		// The latest state in the response decides: a turn that began and
-		// ended within one response is over already.
-		var r cluster.Rolling
-		for _, ev := range resp.Events {
-			r = cluster.Rolling{}
-			json.Unmarshal(ev.Kv.Value, &r)
-		}
-		if killed == nil && r.Current == leader {
-			killed = sd.proc(li)
-			killed.signal(syscall.SIGKILL)
-		}
-		if r.Phase == cluster.RollingDone {
-			break
-		}
+	return resp.Kvs
+}
+
+func keyNames(kvs []*mvccpb.KeyValue) []string {
+	var names []string
+	for _, kv := range kvs {
+		names = append(names, fmt.Sprintf("%s@%d=%q", kv.Key, kv.CreateRevision, kv.Value))
 	}
-	if killed == nil {
-		return false // the turn began and ended between two looks
-	}
-	// The etcdvisor that took the turn holds the lock for about one
-	// leadership move, then lets it go and stops its member; the kill
-	// lands in either part, on a busy machine mostly in the second. Too
-	// late is only the etcdvisor after it, which logs that it serves.
-	return !strings.Contains(killed.stderr.String(), "this member restarted and serves")
+	return names
 }
 
 func TestARollingRestartCanBeAbortedAndStatusShowsIt(t *testing.T) {
