@@ -4,7 +4,7 @@ BIN     := bin
 VERSION ?= v0.1.0-dev+$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X github.com/etcdvisor/etcdvisor/internal/version.Version=$(VERSION)
 
-.PHONY: all build tools test vet staticcheck unit e2e bench clean
+.PHONY: all build tools test fmt vet staticcheck unit e2e bench clean
 
 all: build
 
@@ -19,7 +19,12 @@ tools:
 	cd tools && $(GO) build -o ../$(BIN)/etcdutl go.etcd.io/etcd/etcdutl/v3
 	cd tools && $(GO) build -o ../$(BIN)/benchmark go.etcd.io/etcd/v3/tools/benchmark
 
-test: vet staticcheck unit e2e
+test: fmt vet staticcheck unit e2e
+
+# gofmt from the Go that builds, so the check does not depend on PATH.
+fmt:
+	@files=$$("$$($(GO) env GOROOT)/bin/gofmt" -l $$(find . -name '*.go' -not -path './.git/*')); \
+	if [ -n "$$files" ]; then echo "gofmt -w these files:"; echo "$$files"; exit 1; fi
 
 vet:
 	$(GO) vet ./...
