@@ -299,6 +299,10 @@ func (w *boltWalker) walkPage(id uint64, min, maxOpen []byte, depth, level int) 
 	if id < 2 || id >= w.meta.hwm {
 		return nil, fmt.Errorf("page %d: out of bounds (high-water mark %d)", id, w.meta.hwm)
 	}
+	// Before reading it: a scratch copy gives each page to the walk once.
+	if w.reachable.has(id) {
+		return nil, fmt.Errorf("page %d: referenced twice", id)
+	}
 	p, err := w.readPage(id, level)
 	if err != nil {
 		return nil, err

@@ -256,7 +256,7 @@ func (s *saver) run(ctx context.Context, cli *clientv3.Client, endpoint string) 
 	if tmp != nil {
 		checkedPath = tmp.Name()
 	}
-	grow, err := openGrowing(checkedPath)
+	grow, err := openGrowing(checkedPath, tmp != nil)
 	if err != nil {
 		return Manifest{}, fmt.Errorf("open %s to check it: %w", filepath.Base(checkedPath), err)
 	}
