@@ -75,11 +75,14 @@ func runMembership(o options) error {
 
 	var replaces []replaceResult
 	for i, size := range sizes {
-		rate, err := diskRate(filepath.Join(base, "disk-rate"), int64(size))
-		if err != nil {
-			return err
-		}
 		for _, visor := range []bool{false, true} {
+			// The disk's rate swings with the VM's memory state (a first
+			// touch of page cache costs up to 10x more at times), so each
+			// replace gets a figure taken just before it.
+			rate, err := diskRate(filepath.Join(base, "disk-rate"), int64(size))
+			if err != nil {
+				return err
+			}
 			r, err := measureReplace(ctx, o, filepath.Join(base, fmt.Sprintf("replace%d-%t", i, visor)), size, visor)
 			if err != nil {
 				return fmt.Errorf("replace with a %s DB (etcdvisor %t): %w", humanize.IBytes(size), visor, err)
