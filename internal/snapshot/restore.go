@@ -354,6 +354,7 @@ func copyDB(ctx context.Context, r *Reader, path string, skipHashCheck bool, pro
 	defer pf.CloseAndWait()
 	// The prefetch buffers are written as they are, a MiB at a time.
 	w := &writebackFile{f: f}
+	defer w.stop() // before f is closed
 	var done int64
 	for {
 		if err := ctx.Err(); err != nil {
@@ -377,6 +378,7 @@ func copyDB(ctx context.Context, r *Reader, path string, skipHashCheck bool, pro
 	if !r.HasTrailer() && !skipHashCheck {
 		return fmt.Errorf("%w (if it is a copy of member/snap/db, restore it with --skip-hash-check)", ErrNoChecksum)
 	}
+	w.stop()
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("fsync: %w", err)
 	}

@@ -271,7 +271,9 @@ func (s *saver) run(ctx context.Context, cli *clientv3.Client, endpoint string) 
 		walking.Wait()
 		grow.Close()
 	}()
-	var partW io.Writer = &writebackFile{f: f}
+	wb := &writebackFile{f: f}
+	defer wb.stop() // before cleanup closes f
+	var partW io.Writer = wb
 	if plainForm {
 		partW = grow.writer(partW)
 	}
@@ -396,6 +398,7 @@ func (s *saver) run(ctx context.Context, cli *clientv3.Client, endpoint string) 
 	// The fsync waits on the disk and the rest of the check on the CPU:
 	// run them side by side.
 	synced := make(chan error, 1)
+	wb.stop()
 	go func() { synced <- f.Sync() }()
 	var copyErr error
 	if plainCopy != nil {
