@@ -90,10 +90,21 @@ func (c *Cluster) joinKilledAsLearner(ctx context.Context) (*member, cluster.Joi
 	return d, killAtStep(c.t, wch, pd, cluster.StepLearner)
 }
 
-// joinRecord reads the journalled join of name from the cluster.
+// joinRecord reads the journalled join of name from the cluster, through
+// the first three members: on a busy machine one of them can fence itself
+// (seen in CI), and clientv3 then sends the read to another. A read that
+// still fails is asked again for a while.
 func (c *Cluster) joinRecord(ctx context.Context, name string) cluster.JoinRecord {
 	c.t.Helper()
-	resp, err := c.Client(0).Get(ctx, cluster.JoinsPrefix+name)
+	cli := c.Client(0, 1, 2)
+	var resp *clientv3.GetResponse
+	var err error
+	for deadline := time.Now().Add(healthWait); ; time.Sleep(200 * time.Millisecond) {
+		resp, err = cli.Get(ctx, cluster.JoinsPrefix+name)
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+	}
 	if err != nil || len(resp.Kvs) != 1 {
 		c.t.Fatalf("join record of %s: %v %v", name, resp, err)
 	}
