@@ -155,10 +155,14 @@ func runSnapshot(o options) error {
 			saveRes[i] = append(saveRes[i], s)
 			if r == 1 {
 				kept[i], sizes[i] = file, st.Size()
+				continue
 			}
-		}
-		if r > 1 { // round 1's files are kept for restore; the others only take disk
-			files, _ := filepath.Glob(filepath.Join(snaps, fmt.Sprintf("*-%d.*", r)))
+			// Round 1's files are kept for restore. The others go at
+			// once, with their manifests, so every op starts with the same
+			// files in the page cache: left until the round's end, they
+			// made the last op of a round up to 1.7x slower at 1 GiB.
+			stem, _, _ := strings.Cut(filepath.Base(file), ".")
+			files, _ := filepath.Glob(filepath.Join(filepath.Dir(file), stem+".*"))
 			for _, f := range files {
 				os.Remove(f)
 			}
