@@ -119,6 +119,7 @@ func ReadManifest(path string) (Manifest, error) {
 // there because the node may hold only age recipients, not identities: it
 // cannot read its own encrypted file back; the copy is no new exposure, as
 // the member's data dir on the same node holds the same plaintext, and it is
+// punched out block by block as the check reads it (see growingFile) and
 // removed before Save returns. When the stream ends Save fsyncs
 // the .part, opens the plaintext with bbolt, runs the consistency check and
 // reads revision, keys and hash; only then does it rename NAME.part to
