@@ -84,7 +84,7 @@ func killAtStep(t *testing.T, wch clientv3.WatchChan, p *process, step string) c
 // learner was added.
 func (c *Cluster) joinKilledAsLearner(ctx context.Context) (*member, cluster.JoinRecord) {
 	c.t.Helper()
-	wch := c.Client(0).Watch(ctx, cluster.JoinsPrefix+"d")
+	wch := c.Client(0, 1, 2).Watch(ctx, cluster.JoinsPrefix+"d")
 	d := c.Joiner(3, "", 0, 1, 2)
 	pd := startDaemon(c.t, []string{"--config", d.configPath()})
 	return d, killAtStep(c.t, wch, pd, cluster.StepLearner)
@@ -128,7 +128,7 @@ func TestAFailedMemberIsReplacedByANewHost(t *testing.T) {
 	if err := os.RemoveAll(c.Members[2].dataDir()); err != nil {
 		t.Fatal(err)
 	}
-	beforeJoin, err := c.Client(0).Get(ctx, "any")
+	beforeJoin, err := c.Client(0, 1, 2).Get(ctx, "any")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +285,7 @@ func TestUnsafeJoinsAreRefusedAndChangeNothing(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	if h, err := cluster.LockHolder(ctx, c.Client(0)); err != nil || h != nil {
+	if h, err := cluster.LockHolder(ctx, c.Client(0, 1, 2)); err != nil || h != nil {
 		t.Errorf("the membership lock is still held after the refusals: %+v %v", h, err)
 	}
 	c.Stop()
@@ -302,7 +302,7 @@ func TestAJoinKilledAfterAStepCompletesWhenRetried(t *testing.T) {
 			c.makeLeader(ctx, memberClients(c), 0)
 			c.Procs[2].signal(syscall.SIGKILL)
 
-			watcher := c.Client(0)
+			watcher := c.Client(0, 1, 2)
 			wch := watcher.Watch(ctx, cluster.JoinsPrefix+"d")
 			d := c.Joiner(3, "c", 0, 1)
 			pd := startDaemon(t, []string{"--config", d.configPath()})
@@ -402,7 +402,7 @@ func TestAJoinWaitingForTheLockAnswersAndStopsCleanly(t *testing.T) {
 	c := NewCluster(t, WithMembers(3), WithSpareHosts(1))
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	lock, err := cluster.AcquireLock(ctx, c.Client(0), "the e2e test, on purpose", nil)
+	lock, err := cluster.AcquireLock(ctx, c.Client(0, 1, 2), "the e2e test, on purpose", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -146,7 +146,7 @@ func TestRollingRestartGoesOnAfterTheLockHolderIsKilled(t *testing.T) {
 	// The next step, a turn or a restarted member recording that it is
 	// back, needs the lock and queues behind the test's.
 	const testHolder = "the e2e test, holding the lock on purpose"
-	mine, err := cluster.AcquireLock(ctx, c.Client(0), testHolder, nil)
+	mine, err := cluster.AcquireLock(ctx, c.Client(0, 1, 2), testHolder, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -529,7 +529,7 @@ func TestDisasterRecoveryRestoresOneSnapshotOnEveryMemberIntoANewHealthyCluster(
 			t.Errorf("%s is at revision %d, want at least %d (snapshot %d + bump 1000)", m.name, resp.Header.Revision, s.Revision+1000, s.Revision)
 		}
 	}
-	_, err := c.Client(0).Get(ctx, "/registry/pods/", clientv3.WithPrefix(), clientv3.WithRev(s.Revision))
+	_, err := c.Client(0, 1, 2).Get(ctx, "/registry/pods/", clientv3.WithPrefix(), clientv3.WithRev(s.Revision))
 	if !errors.Is(err, rpctypes.ErrCompacted) {
 		t.Errorf("get at the snapshot's revision %d after the restore: %v, want %v", s.Revision, err, rpctypes.ErrCompacted)
 	}

@@ -116,7 +116,7 @@ func TestAKilledMemberRejoinsWithItsData(t *testing.T) {
 	c := NewCluster(t, WithMembers(3), WithTLS())
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
-	if _, err := c.Client(0).Put(ctx, "before", "kill"); err != nil {
+	if _, err := c.Client(0, 1, 2).Put(ctx, "before", "kill"); err != nil {
 		t.Fatal(err)
 	}
 	// kill -9 the leader: no leadership transfer, no clean close. The
