@@ -32,7 +32,7 @@ type growingFile struct {
 	// 0.27 s when blocks 16 MiB behind were punched. The first block, with
 	// the meta pages, stays for bbolt's own open after the walk.
 	scratch bool
-	readIn  map[int64]int64 // bytes the walk has read, per block not yet punched
+	readIn  map[int64]int64 // bytes read per block not yet punched; only the walk's goroutine reads
 }
 
 // scratchBlock is the unit punched out of a scratch copy.
