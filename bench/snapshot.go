@@ -358,8 +358,7 @@ func timeChild(ctx context.Context, args []string) (childRun, error) {
 
 // roundOrder is the order of n ops in round r (from 1): rotated by one
 // each round, and reversed every other round, so no tool always runs
-// first, right after the previous round's files were deleted, or always
-// right after one particular tool.
+// first or always right after one particular tool.
 func roundOrder(n, r int) []int {
 	order := make([]int, n)
 	for i := range order {

@@ -396,10 +396,10 @@ func (s *saver) run(ctx context.Context, cli *clientv3.Client, endpoint string) 
 	if err := flushFile(); err != nil {
 		return Manifest{}, fmt.Errorf("write .part: %w", err)
 	}
+	wb.stop()
 	// The fsync waits on the disk and the rest of the check on the CPU:
 	// run them side by side.
 	synced := make(chan error, 1)
-	wb.stop()
 	go func() { synced <- f.Sync() }()
 	var copyErr error
 	if plainCopy != nil {

@@ -26,8 +26,7 @@ type writebackFile struct {
 	f   *os.File
 	off int64 // bytes written so far
 
-	asked   int64         // off when writeback was last asked for
-	upTo    atomic.Int64  // start writeback up to here
+	upTo    atomic.Int64  // start writeback up to here; only Write stores it
 	kick    chan struct{} // cap 1: upTo moved
 	stopped sync.WaitGroup
 }
@@ -35,12 +34,11 @@ type writebackFile struct {
 func (w *writebackFile) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
 	w.off += int64(n)
-	if w.off-w.asked >= writebackEvery {
+	if w.off-w.upTo.Load() >= writebackEvery {
 		if w.kick == nil {
 			w.kick = make(chan struct{}, 1)
 			w.stopped.Go(w.run)
 		}
-		w.asked = w.off
 		w.upTo.Store(w.off)
 		select {
 		case w.kick <- struct{}{}:
