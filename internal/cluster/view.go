@@ -120,17 +120,7 @@ func ProbeMember(ctx context.Context, lg *zap.Logger, tlsCfg *tls.Config, m api.
 		h.Error = err.Error()
 		return h
 	}
-	var cfg *tls.Config
-	if tlsCfg != nil && strings.HasPrefix(m.ClientURLs[0], "https://") {
-		cfg = tlsCfg
-	}
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   m.ClientURLs[:1],
-		TLS:         cfg,
-		DialTimeout: ProbeTimeout,
-		Context:     ctx,
-		Logger:      lg.Named("probe").WithOptions(zap.IncreaseLevel(zap.ErrorLevel)),
-	})
+	cli, err := MemberClient(ctx, lg, tlsCfg, m)
 	if err != nil {
 		h.Error = err.Error()
 		return h
@@ -156,6 +146,25 @@ func ProbeMember(ctx context.Context, lg *zap.Logger, tlsCfg *tls.Config, m api.
 		}
 	}
 	return h
+}
+
+// MemberClient is a client of m alone, over its first client URL, with
+// tlsCfg when that URL is https. It lives as long as ctx.
+func MemberClient(ctx context.Context, lg *zap.Logger, tlsCfg *tls.Config, m api.Member) (*clientv3.Client, error) {
+	if len(m.ClientURLs) == 0 {
+		return nil, fmt.Errorf("member %s has no client URL yet", m.Name)
+	}
+	var cfg *tls.Config
+	if tlsCfg != nil && strings.HasPrefix(m.ClientURLs[0], "https://") {
+		cfg = tlsCfg
+	}
+	return clientv3.New(clientv3.Config{
+		Endpoints:   m.ClientURLs[:1],
+		TLS:         cfg,
+		DialTimeout: ProbeTimeout,
+		Context:     ctx,
+		Logger:      lg.Named("probe").WithOptions(zap.IncreaseLevel(zap.ErrorLevel)),
+	})
 }
 
 // dialable opens and closes a TCP connection to a client URL's address.

@@ -13,6 +13,7 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/etcdserver"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 
@@ -203,6 +204,17 @@ func (m *Embedded) Ready() <-chan struct{} { return m.ready }
 
 // Err delivers a fatal error of the running member.
 func (m *Embedded) Err() <-chan error { return m.errc }
+
+// Server is the running etcd server, for what only it can tell (when a
+// new term's first entry is applied); nil before Start.
+func (m *Embedded) Server() *etcdserver.EtcdServer {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.e == nil {
+		return nil
+	}
+	return m.e.Server
+}
 
 // Client is an in-process client: no network, no TLS, no auth round trips.
 func (m *Embedded) Client() *clientv3.Client {

@@ -20,14 +20,28 @@
 // and why travel in the status details (an ErrorInfo), and the member
 // counts its refusals.
 //
-// The unary interceptor has one more job, for writes raft dropped: while a
-// leadership transfer runs (etcdvisor moves leadership off a slow leader)
-// or while a member has no leader, raft drops new proposals and etcd
-// fails them with "raft proposal dropped", which clientv3 does not resend.
-// A dropped proposal never entered the log, so sending it again cannot
-// apply it twice: the interceptor asks again on this member for a while,
-// and once the gate has closed it refuses instead, so the client resends
-// it to another endpoint.
+// The unary interceptor has three more jobs, all about the moment
+// leadership changes hands (etcdvisor moves it off a slow leader):
+//
+//   - Writes raft dropped. While a leadership transfer runs, or while a
+//     member has no leader, raft drops new proposals and etcd fails them
+//     with "raft proposal dropped", which clientv3 does not resend. A
+//     dropped proposal never entered the log, so sending it again cannot
+//     apply it twice: the interceptor asks again on this member for a
+//     while, and once the gate has closed it refuses instead, so the
+//     client resends it to another endpoint.
+//   - Requests that arrive while this member hands its leadership away
+//     wait for the handover (BeginMove), and are then checked against the
+//     gate again: the gate closes after a move off a critical member, so
+//     they are refused, never proposed, and the client resends them to a
+//     member that knows the new leader. Proposed instead, they would be
+//     dropped until the handover ends and then wait for this member's
+//     slow disk to apply them.
+//   - Writes lost to a leader change (Attach, giveUpLost). A follower
+//     forwards a write to the leader, and a leader in the middle of a
+//     transfer drops it without a word to the follower, whose client
+//     then waits out its deadline. Such a write is given up once a new
+//     term has begun on this member and it still has not come back.
 //
 // Only the services clients use are fenced (KV, Watch, Lease, Lock,
 // Election). Maintenance and Cluster stay open: operators, etcdctl and the
@@ -40,9 +54,12 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/raft/v3"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -75,6 +92,12 @@ type Gate struct {
 	member  string
 	refused atomic.Uint64
 	resent  atomic.Uint64
+	held    atomic.Uint64
+	givenUp atomic.Uint64
+	// moving is closed when the leadership move under way ends; nil
+	// while none runs.
+	moving atomic.Pointer[chan struct{}]
+	terms  atomic.Pointer[attached]
 	// dropRetryFor overrides the default bound on resending a dropped
 	// proposal; tests that restart a peer meanwhile need longer.
 	dropRetryFor time.Duration
@@ -111,6 +134,52 @@ func (g *Gate) Refused() uint64 { return g.refused.Load() }
 // Resent is how many dropped proposals this member asked raft for again.
 func (g *Gate) Resent() uint64 { return g.resent.Load() }
 
+// Held is how many client requests waited for a leadership move to end.
+func (g *Gate) Held() uint64 { return g.held.Load() }
+
+// GivenUp is how many writes the gate gave up on after a leader change.
+func (g *Gate) GivenUp() uint64 { return g.givenUp.Load() }
+
+// BeginMove holds new client requests until the returned end is called,
+// for the leadership move this member is about to make: raft drops every
+// proposal until the handover is over. Once it ends, each held request is
+// checked against the gate again, refused if the gate closed meanwhile,
+// and otherwise goes ahead. end may be called more than once.
+func (g *Gate) BeginMove() (end func()) {
+	ch := make(chan struct{})
+	g.moving.Store(&ch)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			g.moving.CompareAndSwap(&ch, nil)
+			close(ch)
+		})
+	}
+}
+
+// Terms is what the gate reads of its member to tell a write lost to a
+// leader change; *etcdserver.EtcdServer has it.
+type Terms interface {
+	// FirstCommitInTermNotify is closed once the member applies the
+	// first entry of a later term: a new leader's empty entry.
+	FirstCommitInTermNotify() <-chan struct{}
+	CommittedIndex() uint64
+	AppliedIndex() uint64
+}
+
+type attached struct {
+	t     Terms
+	grace time.Duration
+}
+
+// Attach lets the gate give up on writes lost to a leader change (see
+// giveUpLost); before it, they wait for the client's deadline. grace is
+// how long a write may still take once a new term began: the new leader
+// may have taken it, and needs a round trip and its fsyncs to commit it.
+func (g *Gate) Attach(t Terms, grace time.Duration) {
+	g.terms.Store(&attached{t: t, grace: grace})
+}
+
 // resendDropped calls h again while raft drops the proposal, until it is
 // taken, the gate closes (then the refusal sends the client elsewhere),
 // dropRetryFor passes, or ctx ends.
@@ -123,8 +192,8 @@ func (g *Gate) resendDropped(ctx context.Context, method string, req any, h grpc
 			return resp, err
 		case <-time.After(dropRetryWait):
 		}
-		if cerr := g.check(method); cerr != nil {
-			return nil, cerr
+		if aerr := g.admit(ctx, method); aerr != nil {
+			return nil, aerr
 		}
 		g.resent.Add(1)
 		resp, err = h(ctx, req)
@@ -132,19 +201,140 @@ func (g *Gate) resendDropped(ctx context.Context, method string, req any, h grpc
 	return resp, err
 }
 
-// check is the one decision both interceptors make.
-func (g *Gate) check(method string) error {
-	r := g.reason.Load()
-	if r == nil {
-		return nil
+// giveUpLost runs call, and gives up on it once it is lost for certain
+// but for a message still in flight.
+//
+// Once this member has applied the first entry of a later term, every
+// entry of the earlier terms that will ever be committed lies before that
+// entry (the terms along a raft log only grow), so it has been applied
+// here. A write still pending then has either been taken by the new
+// leader, and completes within a round trip or two, or was dropped. After
+// the grace, and after this member has applied every entry it knows to be
+// committed, the write is given up with etcd's own "request timed out,
+// possibly due to previous leader failure". Like any timeout that leaves
+// the outcome unknown to the client (a proposal forwarded twice could in
+// principle still arrive), but the client learns it within a fraction of
+// a second instead of at its deadline, and clientv3 does not resend it.
+func (g *Gate) giveUpLost(ctx context.Context, call func(context.Context) (any, error)) (any, error) {
+	a := g.terms.Load()
+	if a == nil {
+		return call(ctx)
 	}
-	for _, prefix := range fencedServices {
-		if strings.HasPrefix(method, prefix) {
-			g.refused.Add(1)
-			return refusal(g.member, *r)
+	later := a.t.FirstCommitInTermNotify()
+	type result struct {
+		resp any
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := call(ctx)
+		done <- result{resp, err}
+	}()
+	// Every wait below ends when call returns, which it does once ctx
+	// ends at the latest.
+	select {
+	case r := <-done:
+		return r.resp, r.err
+	case <-later:
+	}
+	grace := time.NewTimer(a.grace)
+	defer grace.Stop()
+	select {
+	case r := <-done:
+		return r.resp, r.err
+	case <-grace.C:
+	}
+	committed := a.t.CommittedIndex()
+	poll := time.NewTicker(applyPoll)
+	defer poll.Stop()
+	for a.t.AppliedIndex() < committed {
+		select {
+		case r := <-done:
+			return r.resp, r.err
+		case <-poll.C:
 		}
 	}
-	return nil
+	select {
+	case r := <-done:
+		return r.resp, r.err
+	default:
+	}
+	g.givenUp.Add(1)
+	return nil, rpctypes.ErrGRPCTimeoutDueToLeaderFail
+}
+
+// applyPoll is how often giveUpLost looks at the applied index.
+const applyPoll = 5 * time.Millisecond
+
+// admit refuses a client request while the gate is closed, and holds it
+// while a leadership move runs, checking it again once the move is over.
+func (g *Gate) admit(ctx context.Context, method string) error {
+	if err := g.check(method); err != nil {
+		return err
+	}
+	p := g.moving.Load()
+	if p == nil || !fenced(method) {
+		return nil
+	}
+	g.held.Add(1)
+	select {
+	case <-*p:
+	case <-ctx.Done():
+		return status.FromContextError(ctx.Err()).Err()
+	}
+	return g.check(method)
+}
+
+// check refuses a request of a fenced service while the gate is closed.
+func (g *Gate) check(method string) error {
+	r := g.reason.Load()
+	if r == nil || !fenced(method) {
+		return nil
+	}
+	g.refused.Add(1)
+	return refusal(g.member, *r)
+}
+
+func fenced(method string) bool {
+	for _, prefix := range fencedServices {
+		if strings.HasPrefix(method, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// isWrite tells the client requests raft carries and etcd answers only
+// once applied: the ones a leader change can lose.
+func isWrite(method string, req any) bool {
+	switch method {
+	case "/etcdserverpb.KV/Put", "/etcdserverpb.KV/DeleteRange", "/etcdserverpb.KV/Compact",
+		"/etcdserverpb.Lease/LeaseGrant", "/etcdserverpb.Lease/LeaseRevoke":
+		return true
+	case "/etcdserverpb.KV/Txn":
+		t, ok := req.(*pb.TxnRequest)
+		return !ok || !readOnly(t)
+	}
+	return false
+}
+
+// readOnly tells a txn that only reads: etcd serves it as a linearizable
+// read, which etcd itself asks again after a leader change.
+func readOnly(t *pb.TxnRequest) bool {
+	for _, ops := range [][]*pb.RequestOp{t.Success, t.Failure} {
+		for _, op := range ops {
+			switch r := op.Request.(type) {
+			case *pb.RequestOp_RequestRange:
+			case *pb.RequestOp_RequestTxn:
+				if !readOnly(r.RequestTxn) {
+					return false
+				}
+			default:
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // isDropped tells raft's ErrProposalDropped, which etcd's handlers pass on
@@ -195,8 +385,13 @@ func Info(err error) (member, why string, ok bool) {
 func (g *Gate) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			if err := g.check(info.FullMethod); err != nil {
+			if err := g.admit(ctx, info.FullMethod); err != nil {
 				return nil, err
+			}
+			if isWrite(info.FullMethod, req) {
+				return g.giveUpLost(ctx, func(ctx context.Context) (any, error) {
+					return g.resendDropped(ctx, info.FullMethod, req, h)
+				})
 			}
 			return g.resendDropped(ctx, info.FullMethod, req, h)
 		}),

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -184,5 +186,188 @@ func TestOnlyClientServicesAreFenced(t *testing.T) {
 	g.Open()
 	if err := g.check("/etcdserverpb.KV/Put"); err != nil {
 		t.Errorf("open gate refused a put: %v", err)
+	}
+}
+
+// A request that arrives while this member hands its leadership away waits
+// for the handover, and then meets the gate as it is: refused (never
+// proposed) when the gate closed meanwhile, served when it did not.
+func TestRequestsWaitForALeadershipMoveAndThenMeetTheGate(t *testing.T) {
+	g := New("m1")
+	cli := newClient(t, startEtcd(t, g))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	put := func(key string) chan error {
+		errc := make(chan error, 1)
+		go func() {
+			_, err := cli.Put(ctx, key, "v")
+			errc <- err
+		}()
+		return errc
+	}
+	waitHeld := func(n uint64) {
+		t.Helper()
+		for g.Held() < n {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("no request held: %d held, want %d", g.Held(), n)
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+
+	// A move that ends with the gate closed: the held put is refused.
+	end := g.BeginMove()
+	refused := put("held-then-refused")
+	waitHeld(1)
+	select {
+	case err := <-refused:
+		t.Fatalf("put returned during the move: %v", err)
+	default:
+	}
+	g.Close("fsync probe p99 200ms")
+	end()
+	end() // a second call does nothing
+	if _, _, ok := Info(<-refused); !ok {
+		t.Fatal("put held during a move that ended with the gate closed: want the fence's refusal")
+	}
+	g.Open()
+	if resp, err := cli.Get(ctx, "held-then-refused"); err != nil || len(resp.Kvs) != 0 {
+		t.Fatalf("the refused put must never have been applied: get %v, %v", resp, err)
+	}
+
+	// A move that fails, the gate open: the held put goes ahead.
+	end = g.BeginMove()
+	served := put("held-then-served")
+	waitHeld(2)
+	end()
+	if err := <-served; err != nil {
+		t.Fatalf("put held during a move that failed: %v", err)
+	}
+	if resp, err := cli.Get(ctx, "held-then-served"); err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("the served put must be applied: get %v, %v", resp, err)
+	}
+	// Maintenance is never held: operators must reach a member mid-move.
+	end = g.BeginMove()
+	defer end()
+	if _, err := cli.Status(ctx, cli.Endpoints()[0]); err != nil {
+		t.Fatalf("status during a move: %v", err)
+	}
+}
+
+// A leader in the middle of a transfer drops the writes its followers
+// forward, and tells no one. Here m1 (a follower, with the gate) forwards
+// a put while the leader runs a transfer to a stopped member; once a later
+// transfer to m1 starts a new term, the gate gives the lost put up with
+// etcd's own "possibly due to previous leader failure", long before the
+// client's deadline, and the put was never applied.
+func TestAWriteLostToALeaderChangeIsGivenUp(t *testing.T) {
+	g := New("m1")
+	ms := testetcd.StartCluster(t, 3, func(i int, cfg *embed.Config) {
+		if i == 1 {
+			cfg.GRPCAdditionalServerOptions = g.ServerOptions()
+		}
+	})
+	g.Attach(ms[1].Etcd.Server, 200*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	leaderCli := newClient(t, ms[0].ClientURL)
+	m0, m1, m2 := uint64(ms[0].Etcd.Server.MemberID()), uint64(ms[1].Etcd.Server.MemberID()), uint64(ms[2].Etcd.Server.MemberID())
+	if lead := uint64(ms[0].Etcd.Server.Leader()); lead != m0 {
+		for _, m := range ms {
+			if uint64(m.Etcd.Server.MemberID()) == lead {
+				if _, err := newClient(t, m.ClientURL).MoveLeader(ctx, m0); err != nil {
+					t.Fatalf("make m0 lead: %v", err)
+				}
+			}
+		}
+	}
+	testetcd.Close(ms[2].Etcd)
+	followerCli := newClient(t, ms[1].ClientURL)
+
+	for attempt := 0; attempt < 20; attempt++ {
+		// A transfer to the stopped m2 holds m0 in transfer until raft
+		// gives up on it an election timeout later; a put goes through
+		// m1 right behind it.
+		moved := make(chan error, 1)
+		go func() {
+			mctx, mcancel := context.WithTimeout(ctx, 3*time.Second)
+			defer mcancel()
+			_, err := leaderCli.MoveLeader(mctx, m2)
+			moved <- err
+		}()
+		key := fmt.Sprintf("lost-%d", attempt)
+		putc := make(chan error, 1)
+		go func() {
+			// The deadline is etcd's own request timeout and more, so an
+			// answer before it is the gate's.
+			pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
+			defer pcancel()
+			_, err := followerCli.Put(pctx, key, "v")
+			putc <- err
+		}()
+		<-moved
+		select {
+		case err := <-putc:
+			if err != nil {
+				t.Fatalf("put %s: %v", key, err)
+			}
+			continue // it reached m0 before or after the transfer: try again
+		default:
+		}
+		// The put is pending. Hand leadership to m1: a new term begins.
+		if _, err := leaderCli.MoveLeader(ctx, m1); err != nil {
+			t.Fatalf("move leadership to m1: %v", err)
+		}
+		err := <-putc
+		if err == nil {
+			t.Logf("attempt %d: the pending put was taken after all", attempt)
+			leaderCli = followerCli // m1 leads now; swap roles back
+			if _, err := leaderCli.MoveLeader(ctx, m0); err != nil {
+				t.Fatalf("move leadership back to m0: %v", err)
+			}
+			leaderCli = newClient(t, ms[0].ClientURL)
+			continue
+		}
+		if err.Error() != rpctypes.ErrTimeoutDueToLeaderFail.Error() || g.GivenUp() != 1 {
+			t.Fatalf("lost put %s: %v (given up %d), want the gate to give it up with %q", key, err, g.GivenUp(), rpctypes.ErrTimeoutDueToLeaderFail)
+		}
+		resp, gerr := followerCli.Get(ctx, key)
+		if gerr != nil || len(resp.Kvs) != 0 {
+			t.Fatalf("the given-up put %s: get %v, %v; it was dropped, so it must not exist", key, resp, gerr)
+		}
+		t.Logf("attempt %d: the lost put was given up: %v", attempt, err)
+		return
+	}
+	t.Fatal("no put was lost in 20 transfers; the test proves nothing")
+}
+
+func TestWritesAreTheRequestsRaftCarries(t *testing.T) {
+	get := &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: &pb.RangeRequest{Key: []byte("k")}}}
+	put := &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte("k")}}}
+	nested := func(ops ...*pb.RequestOp) *pb.RequestOp {
+		return &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: &pb.TxnRequest{Success: ops}}}
+	}
+	for _, c := range []struct {
+		name   string
+		method string
+		req    any
+		write  bool
+	}{
+		{"put", "/etcdserverpb.KV/Put", &pb.PutRequest{}, true},
+		{"delete", "/etcdserverpb.KV/DeleteRange", &pb.DeleteRangeRequest{}, true},
+		{"compact", "/etcdserverpb.KV/Compact", &pb.CompactionRequest{}, true},
+		{"lease grant", "/etcdserverpb.Lease/LeaseGrant", &pb.LeaseGrantRequest{}, true},
+		{"lease revoke", "/etcdserverpb.Lease/LeaseRevoke", &pb.LeaseRevokeRequest{}, true},
+		{"range", "/etcdserverpb.KV/Range", &pb.RangeRequest{}, false},
+		{"status", "/etcdserverpb.Maintenance/Status", &pb.StatusRequest{}, false},
+		{"txn that reads", "/etcdserverpb.KV/Txn", &pb.TxnRequest{Success: []*pb.RequestOp{get}, Failure: []*pb.RequestOp{nested(get)}}, false},
+		{"txn that writes on failure", "/etcdserverpb.KV/Txn", &pb.TxnRequest{Success: []*pb.RequestOp{get}, Failure: []*pb.RequestOp{put}}, true},
+		{"txn that writes in a nested txn", "/etcdserverpb.KV/Txn", &pb.TxnRequest{Success: []*pb.RequestOp{nested(get, put)}}, true},
+	} {
+		if got := isWrite(c.method, c.req); got != c.write {
+			t.Errorf("%s: write %v, want %v", c.name, got, c.write)
+		}
 	}
 }

@@ -19,8 +19,7 @@ type Health struct {
 	moveFailures  *prometheus.CounterVec
 	unavailable   *prometheus.GaugeVec
 	fenced        prometheus.Gauge
-	refusedBy     atomic.Pointer[func() uint64]
-	resentBy      atomic.Pointer[func() uint64]
+	gate          atomic.Pointer[GateCounts]
 	sourcesByName map[string]bool
 }
 
@@ -65,30 +64,41 @@ func newHealth(reg prometheus.Registerer) *Health {
 		}),
 		sourcesByName: map[string]bool{},
 	}
-	refused := countFrom(&h.refusedBy, "etcdvisor_fence_refused_requests_total",
-		"Client requests this member refused while fenced; clients resend them to another endpoint.")
-	resent := countFrom(&h.resentBy, "etcdvisor_dropped_proposals_resent_total",
-		"Client writes raft dropped (during a leadership transfer) that this member asked raft for again.")
-	reg.MustRegister(h.state, h.signals, h.FsyncProbe, h.PeerRTT, h.moves, h.moveFailures, h.unavailable, h.fenced, refused, resent)
+	counts := []prometheus.Collector{
+		h.gateCounter("etcdvisor_fence_refused_requests_total",
+			"Client requests this member refused while fenced; clients resend them to another endpoint.", GateCounts.Refused),
+		h.gateCounter("etcdvisor_dropped_proposals_resent_total",
+			"Client writes raft dropped (during a leadership transfer) that this member asked raft for again.", GateCounts.Resent),
+		h.gateCounter("etcdvisor_requests_held_for_leader_move_total",
+			"Client requests that waited while this member handed its leadership to another.", GateCounts.Held),
+		h.gateCounter("etcdvisor_writes_given_up_after_leader_change_total",
+			"Client writes still pending after a new term began here, answered as timed out instead of at the client's deadline.", GateCounts.GivenUp),
+	}
+	reg.MustRegister(h.state, h.signals, h.FsyncProbe, h.PeerRTT, h.moves, h.moveFailures, h.unavailable, h.fenced)
+	reg.MustRegister(counts...)
 	return h
 }
 
-// countFrom is a counter that reads the count src points at, once set.
-func countFrom(src *atomic.Pointer[func() uint64], name, help string) prometheus.CounterFunc {
+// GateCounts are the fence gate's counts (fence.Gate).
+type GateCounts interface {
+	Refused() uint64
+	Resent() uint64
+	Held() uint64
+	GivenUp() uint64
+}
+
+// gateCounter is a counter that reads one of the gate's counts, once set.
+func (h *Health) gateCounter(name, help string, count func(GateCounts) uint64) prometheus.CounterFunc {
 	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 {
-		if f := src.Load(); f != nil {
-			return float64((*f)())
+		if g := h.gate.Load(); g != nil {
+			return float64(count(*g))
 		}
 		return 0
 	})
 }
 
-// CountGate makes etcdvisor_fence_refused_requests_total and
-// etcdvisor_dropped_proposals_resent_total read the gate's counts.
-func (h *Health) CountGate(refused, resent func() uint64) {
-	h.refusedBy.Store(&refused)
-	h.resentBy.Store(&resent)
-}
+// CountGate makes the gate's counters read g.
+func (h *Health) CountGate(g GateCounts) { h.gate.Store(&g) }
 
 // Set records one report.
 func (h *Health) Set(r health.Report) {

@@ -123,8 +123,8 @@ func newWatch(s *Supervisor) (*watch, error) {
 		stallExit = 10 * e.ElectionTimeout.D()
 	}
 	wt = &watch{s: s, peers: peers, t: t, stallFn: stallExit, fatal: make(chan error, 1), gate: fence.New(e.Name)}
-	s.metrics.Health.CountGate(wt.gate.Refused, wt.gate.Resent)
-	wt.mover = leaderMover{s: s, lg: lg, interval: h.LeaderMoveInterval.D(), enabled: h.LeaderMove, onMoved: wt.fenceAfterMove}
+	s.metrics.Health.CountGate(wt.gate)
+	wt.mover = leaderMover{s: s, lg: lg, interval: h.LeaderMoveInterval.D(), enabled: h.LeaderMove, gate: wt.gate, onMoved: wt.fenceAfterMove}
 	wt.w = health.NewWatcher(src, t, h.Window.D(), h.RecoverAfter.D(), lg)
 	wt.w.OnReport = wt.onReport
 	return wt, nil

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"slices"
 	"strconv"
 	"sync"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/etcdvisor/etcdvisor/internal/api"
 	"github.com/etcdvisor/etcdvisor/internal/cluster"
+	"github.com/etcdvisor/etcdvisor/internal/fence"
 	"github.com/etcdvisor/etcdvisor/internal/health"
 )
 
@@ -25,6 +27,7 @@ type leaderMover struct {
 	lg       *zap.Logger
 	interval time.Duration // at most one move per interval
 	enabled  bool
+	gate     *fence.Gate
 	onMoved  func() // after a move succeeded
 
 	mu     sync.Mutex
@@ -135,7 +138,11 @@ func (m *leaderMover) move(r health.Report) bool {
 	start := time.Now()
 	ctx, cancel = context.WithTimeout(context.Background(), 3*election)
 	defer cancel()
-	_, err = s.member.Client().MoveLeader(ctx, id)
+	// Client requests wait while raft hands over (it would drop their
+	// proposals), until after onMoved has closed the fence.
+	end := m.gate.BeginMove()
+	defer end()
+	err = m.transfer(ctx, tlsCfg, best.Member, id)
 	if err != nil {
 		m.lg.Warn("moving leadership failed", zap.String("to", best.Name), zap.String("reason", reason), zap.Error(err))
 		s.metrics.Health.LeaderMoveFailed("move-failed")
@@ -150,3 +157,54 @@ func (m *leaderMover) move(r health.Report) bool {
 	}
 	return true
 }
+
+// transfer asks this member's raft to hand leadership to the target, and
+// returns once the target says it leads. MoveLeader alone returns only
+// once this member has seen the new leader, and on a slow disk that is a
+// slow fsync later, while client requests wait for the move to end.
+func (m *leaderMover) transfer(ctx context.Context, tlsCfg *tls.Config, to api.Member, id uint64) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	moved := make(chan error, 1)
+	go func() {
+		_, err := m.s.member.Client().MoveLeader(ctx, id)
+		moved <- err
+	}()
+	leads := make(chan struct{})
+	go func() {
+		if waitLeads(ctx, m.lg, tlsCfg, to, id) {
+			close(leads)
+		}
+	}()
+	select {
+	case err := <-moved:
+		return err
+	case <-leads:
+		return nil
+	}
+}
+
+// waitLeads asks the member for its status until it names itself leader,
+// and reports whether it did before ctx ended.
+func waitLeads(ctx context.Context, lg *zap.Logger, tlsCfg *tls.Config, m api.Member, id uint64) bool {
+	cli, err := cluster.MemberClient(ctx, lg, tlsCfg, m)
+	if err != nil {
+		return false
+	}
+	defer cli.Close()
+	for {
+		resp, err := cli.Status(ctx, m.ClientURLs[0])
+		if err == nil && resp.Leader == id {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(leadPoll):
+		}
+	}
+}
+
+// leadPoll is how often waitLeads asks; a status call to a healthy member
+// takes about a millisecond.
+const leadPoll = 10 * time.Millisecond

@@ -173,13 +173,18 @@ func Run(ctx context.Context, cfg *config.Config, lg *zap.Logger) error {
 	}
 
 	// 4. The member.
-	s.member = etcdrun.NewEmbedded(cfg, lg.Named("etcd"), s.watch.gate.ServerOptions()...)
+	embedded := etcdrun.NewEmbedded(cfg, lg.Named("etcd"), s.watch.gate.ServerOptions()...)
+	s.member = embedded
 	if err := s.member.Start(ctx); err != nil {
 		if joining != nil {
 			joining.close()
 		}
 		return err
 	}
+	// A write lost to a leader change is given up two heartbeats after
+	// the new term began: enough for a healthy new leader to commit one
+	// it took.
+	s.watch.gate.Attach(embedded.Server(), 2*cfg.Etcd.HeartbeatInterval.D())
 
 	var g run.Group
 	// Signals: SIGINT or SIGTERM ends the group cleanly.
