@@ -153,8 +153,9 @@ type episode struct {
 	baseP50, baseP99 time.Duration // fault-free, before the fault
 	p50, p99         time.Duration // puts due during the fault that succeeded
 	puts, failed     int           // due during the fault; failed after every attempt
-	refused          int           // attempts refused with Unavailable, in flight during the fault
+	refused          int           // attempts the fence refused, in flight during the fault
 	longest          time.Duration // any put in flight during or after the fault
+	longestAfter     time.Duration // of those, puts due once the watch called the member critical; -1 without a watch
 	stuck            int           // of those, how many took longer than an election timeout
 	errs             map[string]int
 
@@ -269,7 +270,7 @@ func runStarvation(o options) error {
 // runEpisode starts a fresh cluster of t, loads it, slows its leader's
 // disk by lat for starveEpisode and measures, then stops it.
 func runEpisode(ctx context.Context, o options, t starveTarget, lat time.Duration, dir, token string) (episode, error) {
-	e := episode{latency: lat, target: t, detect: -1, seen: -1, fenced: -1, moved: -1, errs: map[string]int{}}
+	e := episode{latency: lat, target: t, detect: -1, seen: -1, fenced: -1, moved: -1, longestAfter: -1, errs: map[string]int{}}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return e, err
 	}
@@ -455,6 +456,9 @@ func (e *episode) summarize(recs []putRec, baseFrom, baseTo, faultStart, faultEn
 		// on it as long as any other.
 		if end.After(faultStart) {
 			e.longest = max(e.longest, r.took)
+			if e.detect >= 0 && r.due.Sub(faultStart) >= e.detect {
+				e.longestAfter = max(e.longestAfter, r.took)
+			}
 			if r.took > goalStuck {
 				at := r.due.Sub(faultStart)
 				if e.stuck == 0 {
@@ -513,7 +517,11 @@ func (e episode) line() string {
 	if e.failed > 0 {
 		fmt.Fprintf(&b, " (due %+.2fs..%+.2fs)", e.failedFrom.Seconds(), e.failedTo.Seconds())
 	}
-	fmt.Fprintf(&b, ", refused %d, longest %s, over 1s %d", e.refused, dur(e.longest), e.stuck)
+	fmt.Fprintf(&b, ", refused %d, longest %s", e.refused, dur(e.longest))
+	if e.target.visor {
+		fmt.Fprintf(&b, " (due after detection %s)", dur(e.longestAfter))
+	}
+	fmt.Fprintf(&b, ", over 1s %d", e.stuck)
 	if e.stuck > 0 {
 		fmt.Fprintf(&b, " (due %+.2fs..%+.2fs)", e.stuckFrom.Seconds(), e.stuckTo.Seconds())
 	}
@@ -1209,7 +1217,9 @@ func (l *load) put(ctx context.Context, i int, due time.Time) {
 	for attempt := 1; ; attempt++ {
 		_, err := cli.Put(ctx, key, l.val)
 		if err != nil && isUnavailable(err) {
-			r.refused++
+			if _, _, fenced := fence.Info(err); fenced {
+				r.refused++
+			}
 			if attempt < starveAttempts && ctx.Err() == nil {
 				continue
 			}
@@ -1325,6 +1335,8 @@ func printStarvation(w io.Writer, o options, disk, versions, hzNote string, hz f
 		row("failed puts / refused attempts", a, b, c, fmt.Sprintf("(of ~%d puts due)", starveRate*int(starveEpisode/time.Second)))
 		a, b, c = cells(func(e episode) string { return fmt.Sprintf("%s (%d)", dur(e.longest), e.stuck) })
 		row("longest put (puts over 1s)", a, b, c, goalCell(lat, "stuck", "<= 1s (election timeout)"))
+		a, b, c = cells(visorOnly(func(e episode) string { return dur(e.longestAfter) }))
+		row("  of the puts due after detection", a, b, c, "(what the watch could act on)")
 		a, b, c = cells(func(e episode) string { return fmt.Sprintf("%d (%d moved)", e.unplanned(), e.moves) })
 		row("unplanned elections (moves)", a, b, c, goalCell(lat, "elections", "0"))
 		sums := func(short string) string {
@@ -1459,6 +1471,7 @@ func medianEpisode(es []episode) episode {
 	m.p50 = med(func(e episode) time.Duration { return e.p50 })
 	m.p99 = med(func(e episode) time.Duration { return e.p99 })
 	m.longest = med(func(e episode) time.Duration { return e.longest })
+	m.longestAfter = med(func(e episode) time.Duration { return e.longestAfter })
 	m.failed = medInt(func(e episode) int { return e.failed })
 	m.refused = medInt(func(e episode) int { return e.refused })
 	m.stuck = medInt(func(e episode) int { return e.stuck })
