@@ -87,18 +87,16 @@ func (m *leaderMover) move(r health.Report) bool {
 		m.lg.Warn("not moving leadership: no client TLS config", zap.Error(err))
 		return false
 	}
+	// Client requests wait from here until the move is over (raft would
+	// drop their proposals during it, or they would queue behind this
+	// member's slow disk before it), and until onMoved has closed the
+	// fence, which then refuses them.
+	end := m.gate.BeginMove()
+	defer end()
 	rtt := r.PeerStats()
-	// Peers publish their own health: never hand leadership to a member
-	// that says it is critical. (No record: judged from this side alone.)
-	recs, _ := s.registryNow(s.cfg.Etcd.HeartbeatInterval.D())
 	var candidates []api.Member
-	sayCritical := 0
 	for _, mb := range st.Members {
 		if mb.ID == st.MemberID || mb.IsLearner || len(mb.ClientURLs) == 0 {
-			continue
-		}
-		if rec, ok := recs[mb.Name]; ok && rec.Health == health.Critical.String() {
-			sayCritical++
 			continue
 		}
 		ps, ok := rtt[mb.Name]
@@ -108,12 +106,21 @@ func (m *leaderMover) move(r health.Report) bool {
 		candidates = append(candidates, mb)
 	}
 	if len(candidates) == 0 {
-		m.lg.Warn("this member leads and is critical, but no other voter can take over (each says it is critical too, or does not answer quickly); keeping leadership",
-			zap.Int("voters-saying-critical", sayCritical), zap.Strings("reasons", reasonTexts(r.Reasons)))
+		m.lg.Warn("this member leads and is critical, but no other voter answers its peer probes quickly; keeping leadership",
+			zap.Strings("reasons", reasonTexts(r.Reasons)))
 		s.metrics.Health.LeaderMoveFailed("no-candidate")
 		return false
 	}
-	// Ask each candidate how far it is; a healthy member answers at once.
+	// Ask each candidate how far it is (a healthy member answers at once),
+	// and meanwhile read what peers publish: never hand leadership to a
+	// member that says it is critical (no record: judged from this side
+	// alone). On this slow member the read can take its whole limit, so
+	// it does not go first.
+	regc := make(chan map[string]cluster.Record, 1)
+	go func() {
+		recs, _ := s.registryNow(s.cfg.Etcd.HeartbeatInterval.D())
+		regc <- recs
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), election)
 	probes := make([]api.MemberHealth, len(candidates))
 	var wg sync.WaitGroup
@@ -122,9 +129,18 @@ func (m *leaderMover) move(r health.Report) bool {
 	}
 	wg.Wait()
 	cancel()
-	probes = slices.DeleteFunc(probes, func(h api.MemberHealth) bool { return !h.Healthy })
+	recs := <-regc
+	sayCritical := 0
+	probes = slices.DeleteFunc(probes, func(h api.MemberHealth) bool {
+		if rec, ok := recs[h.Name]; ok && rec.Health == health.Critical.String() {
+			sayCritical++
+			return true
+		}
+		return !h.Healthy
+	})
 	if len(probes) == 0 {
-		m.lg.Warn("this member leads and is critical, but no candidate answered a status request in time; keeping leadership")
+		m.lg.Warn("this member leads and is critical, but no other voter can take over (each says it is critical too, or did not answer a status request in time); keeping leadership",
+			zap.Int("voters-saying-critical", sayCritical), zap.Strings("reasons", reasonTexts(r.Reasons)))
 		s.metrics.Health.LeaderMoveFailed("no-healthy-candidate")
 		return false
 	}
@@ -138,10 +154,6 @@ func (m *leaderMover) move(r health.Report) bool {
 	start := time.Now()
 	ctx, cancel = context.WithTimeout(context.Background(), 3*election)
 	defer cancel()
-	// Client requests wait while raft hands over (it would drop their
-	// proposals), until after onMoved has closed the fence.
-	end := m.gate.BeginMove()
-	defer end()
 	err = m.transfer(ctx, tlsCfg, best.Member, id)
 	if err != nil {
 		m.lg.Warn("moving leadership failed", zap.String("to", best.Name), zap.String("reason", reason), zap.Error(err))
