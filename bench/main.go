@@ -63,7 +63,6 @@ type options struct {
 	etcdctl, etcdutl string
 	// -starvation mode (starvation.go)
 	starvation bool
-	oracle     bool
 	// -membership mode (membership.go)
 	membership bool
 	dbSizes    string
@@ -87,7 +86,6 @@ func main() {
 	flag.StringVar(&o.etcdctl, "etcdctl", "bin/etcdctl", "with -snapshot: etcdctl v3.7.3 (cd tools && go build -o ../bin/etcdctl go.etcd.io/etcd/etcdctl/v3)")
 	flag.StringVar(&o.etcdutl, "etcdutl", "bin/etcdutl", "with -snapshot: etcdutl v3.7.3 (cd tools && go build -o ../bin/etcdutl go.etcd.io/etcd/etcdutl/v3)")
 	flag.BoolVar(&o.starvation, "starvation", false, "instead: slow the leader's fsyncs (200ms, 500ms) in 3-member clusters of plain etcd and of etcdvisor with the leader move off and on, under a steady write load (needs root: FUSE)")
-	flag.BoolVar(&o.oracle, "oracle", false, "with -starvation: also run plain etcd whose leadership the bench moves at the fault's start, the bound for any detector")
 	flag.BoolVar(&o.membership, "membership", false, "instead: time a member replacement at each -db-sizes, and compare client-visible unavailability of etcdvisor's rolling restart with a manual one of plain etcd")
 	flag.StringVar(&o.dbSizes, "db-sizes", "100MiB,1GiB", "with -membership: DB sizes to replace a member at")
 	flag.Parse()

@@ -127,13 +127,7 @@ type starveTarget struct {
 	short string // in dir names
 	visor bool   // etcdvisor, else plain etcd
 	act   bool   // health.leader-move and health.fence on
-	// oracle: plain etcd whose leadership the bench itself moves at the
-	// fault's start, as a detector that needs no time would (-oracle).
-	oracle bool
 }
-
-// oracleTarget bounds what any detector could achieve; -oracle adds it.
-var oracleTarget = starveTarget{name: "oracle", short: "oracle", oracle: true}
 
 var starveTargets = []starveTarget{
 	{name: "plain etcd", short: "plain"},
@@ -251,14 +245,10 @@ func runStarvation(o options) error {
 
 	// 2. The episodes.
 	var eps []episode
-	targets := starveTargets
-	if o.oracle {
-		targets = append(slices.Clone(targets), oracleTarget)
-	}
 	n := 0
 	for r := 1; r <= o.rounds; r++ {
 		for _, lat := range starveLatencies {
-			for _, t := range targets {
+			for _, t := range starveTargets {
 				n++
 				dir := filepath.Join(base, fmt.Sprintf("r%d-%s-%s", r, lat, t.short))
 				e, err := runEpisode(ctx, o, t, lat, dir, fmt.Sprintf("starve-%d", n))
@@ -362,11 +352,6 @@ func runEpisode(ctx context.Context, o options, t starveTarget, lat time.Duratio
 	defer func() { stopPolls(); polls.Wait() }()
 	faultStart := time.Now()
 	c.fs[slow].SetFsyncLatency(lat)
-	if t.oracle {
-		polls.Go(func() {
-			_, _ = c.status[slow].MoveLeader(pollCtx, &pb.MoveLeaderRequest{TargetID: c.ids[healthy[0]]})
-		})
-	}
 	var maxTerm uint64
 	if t.visor {
 		polls.Go(func() { e.seen, e.detect = c.pollHealth(pollCtx, slow, faultStart) })
@@ -1391,7 +1376,7 @@ func printStarvation(w io.Writer, o options, disk, versions, hzNote string, hz f
 
 	fmt.Fprintln(w, "\nrounds (critical: the report's since, read: the first poll that saw it; moved: a healthy member names another leader; all from the fault's start):")
 	for _, lat := range starveLatencies {
-		for _, t := range append(slices.Clone(starveTargets), oracleTarget) {
+		for _, t := range starveTargets {
 			for _, e := range pick(eps, lat, t.short) {
 				fmt.Fprintf(w, "  r%d +%s %-10s %s\n", e.round, lat, t.name, e.line())
 			}
