@@ -40,8 +40,9 @@
 //   - Writes lost to a leader change (Attach, giveUpLost). A follower
 //     forwards a write to the leader, and a leader in the middle of a
 //     transfer drops it without a word to the follower, whose client
-//     then waits out its deadline. Such a write is given up once a new
-//     term has begun on this member and it still has not come back.
+//     then waits out its deadline. Such a write, taken on a follower, is
+//     given up once a new term has begun on this member and it still has
+//     not come back.
 //
 // Only the services clients use are fenced (KV, Watch, Lease, Lock,
 // Election). Maintenance and Cluster stay open: operators, etcdctl and the
@@ -165,10 +166,13 @@ type Terms interface {
 	FirstCommitInTermNotify() <-chan struct{}
 	CommittedIndex() uint64
 	AppliedIndex() uint64
+	// Lead is the member ID of the leader this member knows; 0 for none.
+	Lead() uint64
 }
 
 type attached struct {
 	t     Terms
+	self  uint64
 	grace time.Duration
 }
 
@@ -176,8 +180,18 @@ type attached struct {
 // giveUpLost); before it, they wait for the client's deadline. grace is
 // how long a write may still take once a new term began: the new leader
 // may have taken it, and needs a round trip and its fsyncs to commit it.
-func (g *Gate) Attach(t Terms, grace time.Duration) {
-	g.terms.Store(&attached{t: t, grace: grace})
+// self is this member's ID.
+func (g *Gate) Attach(t Terms, self uint64, grace time.Duration) {
+	g.terms.Store(&attached{t: t, self: self, grace: grace})
+}
+
+// forwards tells whether this member would forward a proposal to another
+// member now: the writes a leader can drop without a word. A leader's
+// own proposals fail out loud when dropped, and watching every write
+// costs the leader, which takes most of them, a goroutine each.
+func (g *Gate) forwards() bool {
+	a := g.terms.Load()
+	return a != nil && a.t.Lead() != a.self
 }
 
 // resendDropped calls h again while raft drops the proposal, until it is
@@ -388,7 +402,7 @@ func (g *Gate) ServerOptions() []grpc.ServerOption {
 			if err := g.admit(ctx, info.FullMethod); err != nil {
 				return nil, err
 			}
-			if isWrite(info.FullMethod, req) {
+			if isWrite(info.FullMethod, req) && g.forwards() {
 				return g.giveUpLost(ctx, func(ctx context.Context) (any, error) {
 					return g.resendDropped(ctx, info.FullMethod, req, h)
 				})

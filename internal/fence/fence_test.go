@@ -269,7 +269,7 @@ func TestAWriteLostToALeaderChangeIsGivenUp(t *testing.T) {
 			cfg.GRPCAdditionalServerOptions = g.ServerOptions()
 		}
 	})
-	g.Attach(ms[1].Etcd.Server, 200*time.Millisecond)
+	g.Attach(ms[1].Etcd.Server, uint64(ms[1].Etcd.Server.MemberID()), 200*time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	leaderCli := newClient(t, ms[0].ClientURL)
