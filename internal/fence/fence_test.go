@@ -126,16 +126,7 @@ func TestAProposalDroppedDuringATransferIsAskedAgain(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cli := newClient(t, ms[0].ClientURL)
-	m1 := uint64(ms[0].Etcd.Server.MemberID())
-	if lead := uint64(ms[0].Etcd.Server.Leader()); lead != m1 {
-		for _, m := range ms {
-			if uint64(m.Etcd.Server.MemberID()) == lead {
-				if _, err := newClient(t, m.ClientURL).MoveLeader(ctx, m1); err != nil {
-					t.Fatalf("make m1 lead: %v", err)
-				}
-			}
-		}
-	}
+	makeLead(ctx, t, ms, 0)
 	m3 := uint64(ms[2].Etcd.Server.MemberID())
 	testetcd.Close(ms[2].Etcd)
 
@@ -162,6 +153,23 @@ func TestAProposalDroppedDuringATransferIsAskedAgain(t *testing.T) {
 		t.Fatalf("no put was dropped in %d puts during transfers; the test proves nothing", puts)
 	}
 	t.Logf("%d puts, all taken; %d resends of dropped ones", puts, g.Resent())
+}
+
+// makeLead hands leadership to ms[i], asking the member that leads now.
+func makeLead(ctx context.Context, t *testing.T, ms []testetcd.Member, i int) {
+	t.Helper()
+	want := uint64(ms[i].Etcd.Server.MemberID())
+	lead := uint64(ms[i].Etcd.Server.Leader())
+	if lead == want {
+		return
+	}
+	for _, m := range ms {
+		if uint64(m.Etcd.Server.MemberID()) == lead {
+			if _, err := newClient(t, m.ClientURL).MoveLeader(ctx, want); err != nil {
+				t.Fatalf("make %s lead: %v", ms[i].Etcd.Config().Name, err)
+			}
+		}
+	}
 }
 
 func TestOnlyClientServicesAreFenced(t *testing.T) {
@@ -274,15 +282,7 @@ func TestAWriteLostToALeaderChangeIsGivenUp(t *testing.T) {
 	defer cancel()
 	leaderCli := newClient(t, ms[0].ClientURL)
 	m0, m1, m2 := uint64(ms[0].Etcd.Server.MemberID()), uint64(ms[1].Etcd.Server.MemberID()), uint64(ms[2].Etcd.Server.MemberID())
-	if lead := uint64(ms[0].Etcd.Server.Leader()); lead != m0 {
-		for _, m := range ms {
-			if uint64(m.Etcd.Server.MemberID()) == lead {
-				if _, err := newClient(t, m.ClientURL).MoveLeader(ctx, m0); err != nil {
-					t.Fatalf("make m0 lead: %v", err)
-				}
-			}
-		}
-	}
+	makeLead(ctx, t, ms, 0)
 	testetcd.Close(ms[2].Etcd)
 	followerCli := newClient(t, ms[1].ClientURL)
 
