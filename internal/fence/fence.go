@@ -225,10 +225,10 @@ func (g *Gate) resendDropped(ctx context.Context, method string, req any, h grpc
 // leader, and completes within a round trip or two, or was dropped. After
 // the grace, and after this member has applied every entry it knows to be
 // committed, the write is given up with etcd's own "request timed out,
-// possibly due to previous leader failure". Like any timeout that leaves
-// the outcome unknown to the client (a proposal forwarded twice could in
-// principle still arrive), but the client learns it within a fraction of
-// a second instead of at its deadline, and clientv3 does not resend it.
+// possibly due to previous leader failure". As with any timeout, the
+// client does not learn the outcome (a proposal forwarded twice could in
+// principle still arrive), but it learns within a fraction of a second
+// instead of at its deadline, and clientv3 does not resend the write.
 func (g *Gate) giveUpLost(ctx context.Context, call func(context.Context) (any, error)) (any, error) {
 	a := g.terms.Load()
 	if a == nil {

@@ -132,13 +132,7 @@ func TestAProposalDroppedDuringATransferIsAskedAgain(t *testing.T) {
 
 	puts := 0
 	for attempt := 0; g.Resent() == 0 && attempt < 20; attempt++ {
-		moved := make(chan error, 1)
-		go func() {
-			mctx, mcancel := context.WithTimeout(ctx, 3*time.Second)
-			defer mcancel()
-			_, err := cli.MoveLeader(mctx, m3)
-			moved <- err
-		}()
+		moved := transferInBackground(ctx, cli, m3)
 		for i := 0; i < 50 && g.Resent() == 0; i++ {
 			if _, err := cli.Put(ctx, "k", fmt.Sprint(puts)); err != nil {
 				t.Fatalf("put %d while a transfer to a stopped member runs: %v", puts, err)
@@ -153,6 +147,21 @@ func TestAProposalDroppedDuringATransferIsAskedAgain(t *testing.T) {
 		t.Fatalf("no put was dropped in %d puts during transfers; the test proves nothing", puts)
 	}
 	t.Logf("%d puts, all taken; %d resends of dropped ones", puts, g.Resent())
+}
+
+// transferInBackground asks cli's member, the leader, to hand leadership
+// to id, and delivers MoveLeader's answer. A transfer to a stopped member
+// holds the leader in transfer for an election timeout, and MoveLeader
+// then fails once its 3s are up.
+func transferInBackground(ctx context.Context, cli *clientv3.Client, id uint64) <-chan error {
+	moved := make(chan error, 1)
+	go func() {
+		mctx, mcancel := context.WithTimeout(ctx, 3*time.Second)
+		defer mcancel()
+		_, err := cli.MoveLeader(mctx, id)
+		moved <- err
+	}()
+	return moved
 }
 
 // makeLead hands leadership to ms[i], asking the member that leads now.
@@ -290,13 +299,7 @@ func TestAWriteLostToALeaderChangeIsGivenUp(t *testing.T) {
 		// A transfer to the stopped m2 holds m0 in transfer until raft
 		// gives up on it an election timeout later; a put goes through
 		// m1 right behind it.
-		moved := make(chan error, 1)
-		go func() {
-			mctx, mcancel := context.WithTimeout(ctx, 3*time.Second)
-			defer mcancel()
-			_, err := leaderCli.MoveLeader(mctx, m2)
-			moved <- err
-		}()
+		moved := transferInBackground(ctx, leaderCli, m2)
 		key := fmt.Sprintf("lost-%d", attempt)
 		putc := make(chan error, 1)
 		go func() {
