@@ -39,10 +39,11 @@
 //     slow disk to apply them.
 //   - Writes lost to a leader change (Attach, giveUpLost). A follower
 //     forwards a write to the leader, and a leader in the middle of a
-//     transfer drops it without a word to the follower, whose client
-//     then waits out its deadline. Such a write, taken on a follower, is
-//     given up once a new term has begun on this member and it still has
-//     not come back.
+//     transfer drops it without a word to the follower; a leader that
+//     loses its leadership loses the writes it has not yet sent. Either
+//     way the client would wait out its deadline (etcd's own limit is
+//     seven seconds by default). Such a write is given up once a new
+//     term has begun on this member and it still has not come back.
 //
 // Only the services clients use are fenced (KV, Watch, Lease, Lock,
 // Election). Maintenance and Cluster stay open: operators, etcdctl and the
@@ -99,6 +100,10 @@ type Gate struct {
 	// while none runs.
 	moving atomic.Pointer[chan struct{}]
 	terms  atomic.Pointer[attached]
+	// term holds the writes of the member's current term; termMu orders
+	// the start of a new one.
+	term   atomic.Pointer[termWrites]
+	termMu sync.Mutex
 	// dropRetryFor overrides the default bound on resending a dropped
 	// proposal; tests that restart a peer meanwhile need longer.
 	dropRetryFor time.Duration
@@ -166,13 +171,12 @@ type Terms interface {
 	FirstCommitInTermNotify() <-chan struct{}
 	CommittedIndex() uint64
 	AppliedIndex() uint64
-	// Lead is the member ID of the leader this member knows; 0 for none.
-	Lead() uint64
+	// StopNotify is closed once the member has stopped.
+	StopNotify() <-chan struct{}
 }
 
 type attached struct {
 	t     Terms
-	self  uint64
 	grace time.Duration
 }
 
@@ -180,18 +184,113 @@ type attached struct {
 // giveUpLost); before it, they wait for the client's deadline. grace is
 // how long a write may still take once a new term began: the new leader
 // may have taken it, and needs a round trip and its fsyncs to commit it.
-// self is this member's ID.
-func (g *Gate) Attach(t Terms, self uint64, grace time.Duration) {
-	g.terms.Store(&attached{t: t, self: self, grace: grace})
+func (g *Gate) Attach(t Terms, grace time.Duration) {
+	g.terms.Store(&attached{t: t, grace: grace})
 }
 
-// forwards tells whether this member would forward a proposal to another
-// member now: the writes a leader can drop without a word. A leader's
-// own proposals fail out loud when dropped, and watching every write
-// costs the leader, which takes most of them, a goroutine each.
-func (g *Gate) forwards() bool {
+// errLost is the cause given to the writes of a term that has ended.
+var errLost = errors.New("lost to a leader change")
+
+// termWrites are the writes taken while the member was in one term: from
+// one new term's first applied entry until the next one's.
+type termWrites struct {
+	// later is the member's FirstCommitInTermNotify as the term began:
+	// it closes as the term ends.
+	later <-chan struct{}
+	// lost is cancelled (with errLost) once the term has ended and the
+	// writes still pending in it are lost for certain.
+	lost   context.Context
+	cancel context.CancelCauseFunc
+}
+
+// currentTerm returns the writes of the member's current term, and starts
+// watching for the term's end when the term is new. nil before Attach.
+func (g *Gate) currentTerm() *termWrites {
 	a := g.terms.Load()
-	return a != nil && a.t.Lead() != a.self
+	if a == nil {
+		return nil
+	}
+	later := a.t.FirstCommitInTermNotify()
+	if tw := g.term.Load(); tw != nil && tw.later == later {
+		return tw
+	}
+	g.termMu.Lock()
+	defer g.termMu.Unlock()
+	if tw := g.term.Load(); tw != nil && tw.later == later {
+		return tw
+	}
+	lost, cancel := context.WithCancelCause(context.Background())
+	tw := &termWrites{later: later, lost: lost, cancel: cancel}
+	g.term.Store(tw)
+	go g.endTerm(a, tw)
+	return tw
+}
+
+// endTerm waits for the term of tw to end and then gives up its writes
+// still pending.
+//
+// Once this member has applied the first entry of a later term, every
+// entry of the earlier terms that will ever be committed lies before that
+// entry (the terms along a raft log only grow), so it has been applied
+// here. A write still pending then has either been taken by the new
+// leader, and completes within a round trip or two, or was lost: dropped
+// by a leader in the middle of a transfer (which tells the follower that
+// forwarded it nothing), or left unsent in the log of a leader that lost
+// its leadership (see package raftpeer). After the grace, and after this
+// member has applied every entry it knows to be committed, those writes
+// are given up.
+func (g *Gate) endTerm(a *attached, tw *termWrites) {
+	stopped := a.t.StopNotify()
+	select {
+	case <-tw.later:
+	case <-stopped:
+		return
+	}
+	grace := time.NewTimer(a.grace)
+	defer grace.Stop()
+	select {
+	case <-grace.C:
+	case <-stopped:
+		return
+	}
+	committed := a.t.CommittedIndex()
+	poll := time.NewTicker(applyPoll)
+	defer poll.Stop()
+	for a.t.AppliedIndex() < committed {
+		select {
+		case <-poll.C:
+		case <-stopped:
+			return
+		}
+	}
+	tw.cancel(errLost)
+}
+
+// giveUpLost runs call, and gives up on it once the term it was taken in
+// has ended and it is lost for certain but for a message still in flight
+// (see endTerm). It is then answered with etcd's own "request timed out,
+// possibly due to previous leader failure". As with any timeout, the
+// client does not learn the outcome (a proposal forwarded twice could in
+// principle still arrive), but it learns within a fraction of a second
+// instead of at its deadline, and clientv3 does not resend the write.
+//
+// The cost on the way of every write is two context registrations, no
+// goroutine: the write's context is cancelled when the term's is.
+func (g *Gate) giveUpLost(ctx context.Context, call func(context.Context) (any, error)) (any, error) {
+	tw := g.currentTerm()
+	if tw == nil {
+		return call(ctx)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(tw.lost, func() { cancel(errLost) })
+	defer stop()
+	resp, err := call(ctx)
+	if err != nil && errors.Is(context.Cause(ctx), errLost) {
+		g.givenUp.Add(1)
+		return nil, rpctypes.ErrGRPCTimeoutDueToLeaderFail
+	}
+	return resp, err
 }
 
 // resendDropped calls h again while raft drops the proposal, until it is
@@ -213,68 +312,6 @@ func (g *Gate) resendDropped(ctx context.Context, method string, req any, h grpc
 		resp, err = h(ctx, req)
 	}
 	return resp, err
-}
-
-// giveUpLost runs call, and gives up on it once it is lost for certain
-// but for a message still in flight.
-//
-// Once this member has applied the first entry of a later term, every
-// entry of the earlier terms that will ever be committed lies before that
-// entry (the terms along a raft log only grow), so it has been applied
-// here. A write still pending then has either been taken by the new
-// leader, and completes within a round trip or two, or was dropped. After
-// the grace, and after this member has applied every entry it knows to be
-// committed, the write is given up with etcd's own "request timed out,
-// possibly due to previous leader failure". As with any timeout, the
-// client does not learn the outcome (a proposal forwarded twice could in
-// principle still arrive), but it learns within a fraction of a second
-// instead of at its deadline, and clientv3 does not resend the write.
-func (g *Gate) giveUpLost(ctx context.Context, call func(context.Context) (any, error)) (any, error) {
-	a := g.terms.Load()
-	if a == nil {
-		return call(ctx)
-	}
-	later := a.t.FirstCommitInTermNotify()
-	type result struct {
-		resp any
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		resp, err := call(ctx)
-		done <- result{resp, err}
-	}()
-	// Every wait below ends when call returns, which it does once ctx
-	// ends at the latest.
-	select {
-	case r := <-done:
-		return r.resp, r.err
-	case <-later:
-	}
-	grace := time.NewTimer(a.grace)
-	defer grace.Stop()
-	select {
-	case r := <-done:
-		return r.resp, r.err
-	case <-grace.C:
-	}
-	committed := a.t.CommittedIndex()
-	poll := time.NewTicker(applyPoll)
-	defer poll.Stop()
-	for a.t.AppliedIndex() < committed {
-		select {
-		case r := <-done:
-			return r.resp, r.err
-		case <-poll.C:
-		}
-	}
-	select {
-	case r := <-done:
-		return r.resp, r.err
-	default:
-	}
-	g.givenUp.Add(1)
-	return nil, rpctypes.ErrGRPCTimeoutDueToLeaderFail
 }
 
 // applyPoll is how often giveUpLost looks at the applied index.
@@ -402,7 +439,7 @@ func (g *Gate) ServerOptions() []grpc.ServerOption {
 			if err := g.admit(ctx, info.FullMethod); err != nil {
 				return nil, err
 			}
-			if isWrite(info.FullMethod, req) && g.forwards() {
+			if isWrite(info.FullMethod, req) {
 				return g.giveUpLost(ctx, func(ctx context.Context) (any, error) {
 					return g.resendDropped(ctx, info.FullMethod, req, h)
 				})

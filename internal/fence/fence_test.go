@@ -3,10 +3,12 @@ package fence
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -15,6 +17,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/etcdvisor/etcdvisor/e2e/faults"
+	"github.com/etcdvisor/etcdvisor/internal/raftpeer"
 	"github.com/etcdvisor/etcdvisor/internal/testetcd"
 )
 
@@ -286,7 +290,7 @@ func TestAWriteLostToALeaderChangeIsGivenUp(t *testing.T) {
 			cfg.GRPCAdditionalServerOptions = g.ServerOptions()
 		}
 	})
-	g.Attach(ms[1].Etcd.Server, uint64(ms[1].Etcd.Server.MemberID()), 200*time.Millisecond)
+	g.Attach(ms[1].Etcd.Server, 200*time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	leaderCli := newClient(t, ms[0].ClientURL)
@@ -344,6 +348,124 @@ func TestAWriteLostToALeaderChangeIsGivenUp(t *testing.T) {
 		return
 	}
 	t.Fatal("no put was lost in 20 transfers; the test proves nothing")
+}
+
+// A leader that loses its leadership loses the writes it has not yet
+// sent, and etcd tells their clients only at its own request timeout
+// (seven seconds by default). Here m1 leads, with the gate, on a disk
+// that hangs: put a is sent to the followers before m1's fsync hangs, and
+// committed by them; put b arrives while it hangs, so m1 never sends it.
+// Leadership is handed to m2 without m1's raft (raftpeer), and once m1's
+// disk answers again, a completes and the gate gives b up.
+func TestAWriteLostWithTheLeadershipIsGivenUp(t *testing.T) {
+	backing, mnt := t.TempDir(), filepath.Join(t.TempDir(), "m1")
+	disk, err := faults.MountSlowFS(backing, mnt)
+	if err != nil {
+		t.Fatalf("slow disk for m1 (needs root and /dev/fuse): %v", err)
+	}
+	t.Cleanup(func() {
+		if err := disk.Unmount(); err != nil {
+			t.Errorf("unmount: %v", err)
+		}
+	})
+	defer disk.Unstall() // before the members stop: a hung disk never lets m1 stop
+
+	g := New("m1")
+	ms := testetcd.StartCluster(t, 3, func(i int, cfg *embed.Config) {
+		if i == 0 {
+			cfg.GRPCAdditionalServerOptions = g.ServerOptions()
+			cfg.WalDir = filepath.Join(mnt, "wal") // only the WAL: the hang must not reach the backend
+			cfg.UnsafeNoFsync = false
+		}
+	})
+	m1, m2 := ms[0].Etcd.Server, ms[1].Etcd.Server
+	g.Attach(m1, 200*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	makeLead(ctx, t, ms, 0)
+	cli := newClient(t, ms[0].ClientURL)
+	put := func(key string) <-chan error {
+		errc := make(chan error, 1)
+		go func() {
+			// Past etcd's own request timeout, so an answer before it
+			// is the gate's.
+			pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
+			defer pcancel()
+			_, err := cli.Put(pctx, key, "v")
+			errc <- err
+		}()
+		return errc
+	}
+	// Settle first: a new cluster's leader proposes the cluster version,
+	// which would take the hanging fsync's place below; and m1's Term, the
+	// term of its last applied entry, is the term a handover must name
+	// once m1 has applied an entry of its own.
+	if err := <-put("settle"); err != nil {
+		t.Fatal(err)
+	}
+	for m1.ClusterVersion() == nil || pendingProposals(t) > 0 {
+		wait(ctx, t, "the cluster version was never set")
+	}
+
+	disk.Stall()
+	// etcd sends a leader's entries to its followers before it writes
+	// them to its own WAL: a is out once that write hangs.
+	a := put("a")
+	for disk.Stats().Stalled == 0 {
+		wait(ctx, t, "m1's WAL fsync never hung")
+	}
+	b := put("b")
+	for pendingProposals(t) < 2 { // a and b: b is in m1's log, unsent
+		wait(ctx, t, "put b never reached m1's raft")
+	}
+	h := raftpeer.Handover{Cluster: uint64(m1.Cluster().ID()), From: uint64(m1.MemberID()), To: uint64(m2.MemberID()), Term: m1.Term()}
+	if err := raftpeer.SendTimeoutNow(ctx, nil, ms[1].PeerURL, h); err != nil {
+		t.Fatalf("hand leadership to m2: %v", err)
+	}
+	for m2.Lead() != h.To || ms[2].Etcd.Server.Lead() != h.To {
+		wait(ctx, t, "m2 never took over")
+	}
+	disk.Unstall()
+
+	if err := <-a; err != nil {
+		t.Fatalf("put a was committed before the handover: %v", err)
+	}
+	if err := <-b; err == nil || err.Error() != rpctypes.ErrTimeoutDueToLeaderFail.Error() || g.GivenUp() != 1 {
+		t.Fatalf("put b: %v (given up %d), want the gate to give it up with %q", err, g.GivenUp(), rpctypes.ErrTimeoutDueToLeaderFail)
+	}
+	for key, want := range map[string]int{"a": 1, "b": 0} {
+		resp, err := newClient(t, ms[1].ClientURL).Get(ctx, key)
+		if err != nil || len(resp.Kvs) != want {
+			t.Errorf("get %s: %v, %v; want %d key", key, resp, err, want)
+		}
+	}
+}
+
+// wait pauses a moment, or fails the test with why once ctx ends.
+func wait(ctx context.Context, t *testing.T, why string) {
+	t.Helper()
+	select {
+	case <-ctx.Done():
+		t.Fatal(why)
+	case <-time.After(5 * time.Millisecond):
+	}
+}
+
+// pendingProposals reads etcd's etcd_server_proposals_pending, which all
+// the members of this process share.
+func pendingProposals(t *testing.T) float64 {
+	t.Helper()
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "etcd_server_proposals_pending" {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatal("etcd_server_proposals_pending not registered")
+	return 0
 }
 
 func TestWritesAreTheRequestsRaftCarries(t *testing.T) {

@@ -184,7 +184,7 @@ func Run(ctx context.Context, cfg *config.Config, lg *zap.Logger) error {
 	// A write lost to a leader change is given up two heartbeats after
 	// the new term began: enough for a healthy new leader to commit one
 	// it took.
-	s.watch.gate.Attach(embedded.Server(), uint64(embedded.Server().MemberID()), 2*cfg.Etcd.HeartbeatInterval.D())
+	s.watch.gate.Attach(embedded.Server(), 2*cfg.Etcd.HeartbeatInterval.D())
 
 	var g run.Group
 	// Signals: SIGINT or SIGTERM ends the group cleanly.
