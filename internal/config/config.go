@@ -141,6 +141,9 @@ type Health struct {
 	IOPressureDegraded     float64 `yaml:"io-pressure-degraded"`
 	CPUPressureDegraded    float64 `yaml:"cpu-pressure-degraded"`
 	MemoryPressureDegraded float64 `yaml:"memory-pressure-degraded"`
+	// FsyncInFlightCritical: one probe fsync outstanding this long makes
+	// the member critical at once, without waiting for it to return.
+	FsyncInFlightCritical Duration `yaml:"fsync-in-flight-critical"`
 	// StallAfter: an fsync (probe or etcd's WAL) outstanding this long
 	// means the disk is stalled.
 	StallAfter Duration `yaml:"stall-after"`

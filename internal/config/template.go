@@ -76,8 +76,9 @@ health:
   # peer, and calls this member ok, degraded or critical. Thresholds left at
   # 0 follow etcd's timers: fsync-critical is half the heartbeat interval,
   # backend-commit-critical and peer-rtt-critical the heartbeat interval,
-  # peer-rtt-degraded half of it, stall-after the election timeout and
-  # stall-exit-after ten election timeouts.
+  # peer-rtt-degraded half of it, fsync-in-flight-critical three heartbeat
+  # intervals, stall-after the election timeout and stall-exit-after ten
+  # election timeouts.
   interval: {{.Health.Interval}}
   probe-interval: {{.Health.ProbeInterval}}
   window: {{.Health.Window}}
@@ -94,6 +95,9 @@ health:
   io-pressure-degraded: {{.Health.IOPressureDegraded}}
   cpu-pressure-degraded: {{.Health.CPUPressureDegraded}}
   memory-pressure-degraded: {{.Health.MemoryPressureDegraded}}
+  # One probe fsync that has not returned for this long is critical at once:
+  # a leader sends nothing, heartbeats included, while its WAL fsync runs.
+  fsync-in-flight-critical: {{.Health.FsyncInFlightCritical}}
   stall-after: {{.Health.StallAfter}}
   # Stalled this long, etcdvisor exits non-zero so systemd restarts it.
   # Negative: never.

@@ -401,6 +401,7 @@ func (v *validator) health() {
 		{"health.backend-commit-critical", h.BackendCommitCritical},
 		{"health.peer-rtt-degraded", h.PeerRTTDegraded},
 		{"health.peer-rtt-critical", h.PeerRTTCritical},
+		{"health.fsync-in-flight-critical", h.FsyncInFlightCritical},
 		{"health.stall-after", h.StallAfter},
 	} {
 		if x.d < 0 {

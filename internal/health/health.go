@@ -53,6 +53,9 @@ type Thresholds struct {
 	FsyncDegraded, FsyncCritical                 time.Duration
 	BackendCommitDegraded, BackendCommitCritical time.Duration
 	PeerRTTDegraded, PeerRTTCritical             time.Duration
+	// FsyncInFlightCritical: one probe fsync outstanding this long makes
+	// the member critical on its own, the first slow one included.
+	FsyncInFlightCritical time.Duration
 	// StallAfter: an fsync outstanding this long is a stalled disk.
 	StallAfter time.Duration
 	// Pressure: the share of time (0..1) tasks were stalled.
@@ -67,7 +70,8 @@ type Thresholds struct {
 // degraded budgets (fsync p99 under 10 ms, backend commit p99 under 25 ms);
 // the critical ones are what delays heartbeats: a WAL fsync of half a
 // heartbeat interval on the leader, a commit or a peer round trip of a
-// whole one.
+// whole one, a single fsync that has kept the followers without a word
+// from the leader for three.
 func DefaultThresholds(t Thresholds, heartbeat, election time.Duration) Thresholds {
 	set := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
@@ -81,6 +85,7 @@ func DefaultThresholds(t Thresholds, heartbeat, election time.Duration) Threshol
 	set(&t.BackendCommitCritical, heartbeat)
 	set(&t.PeerRTTDegraded, heartbeat/2)
 	set(&t.PeerRTTCritical, heartbeat)
+	set(&t.FsyncInFlightCritical, 3*heartbeat)
 	set(&t.StallAfter, election)
 	if t.IOPressureDegraded == 0 {
 		t.IOPressureDegraded = 0.5
@@ -153,7 +158,7 @@ func Evaluate(in Inputs, t Thresholds) (State, []Reason) {
 	}
 	win := short(in.Window)
 
-	latency := func(signal, what string, l Latency, degraded, critical time.Duration, budget string) {
+	latency := func(signal, what string, l Latency, degraded, critical, inFlightCritical time.Duration, budget string) {
 		if !l.Known {
 			return
 		}
@@ -161,6 +166,16 @@ func Evaluate(in Inputs, t Thresholds) (State, []Reason) {
 			add(signal, Critical, "%s stalled: one has not returned for %s (stall-after %s: election-timeout %s)",
 				what, short(l.InFlight), short(t.StallAfter), short(t.Election))
 			rs[len(rs)-1].Stalled = true
+			return
+		}
+		// One fsync this long, not yet returned, is enough: a leader's
+		// raft sends nothing while its WAL fsync runs, not even
+		// heartbeats, and hands leadership over only between two of them.
+		// Waiting for it to finish, or for a second slow one, would cost
+		// the cluster's writes as long again.
+		if inFlightCritical > 0 && l.InFlight >= inFlightCritical {
+			add(signal, Critical, "%s: one has not returned for %s (limit %s: a leader sends no heartbeat meanwhile)",
+				what, short(l.InFlight), short(inFlightCritical))
 			return
 		}
 		// One in flight past the budget counts when the one before it was
@@ -178,9 +193,9 @@ func Evaluate(in Inputs, t Thresholds) (State, []Reason) {
 		}
 	}
 	fsyncBudget := fmt.Sprintf("half of heartbeat-interval %s", short(t.Heartbeat))
-	latency("fsync-probe", "fsync probe", in.Probe, t.FsyncDegraded, t.FsyncCritical, fsyncBudget)
-	latency("wal-fsync", "wal fsync", in.WALFsync, t.FsyncDegraded, t.FsyncCritical, fsyncBudget)
-	latency("backend-commit", "backend commit", in.BackendCommit, t.BackendCommitDegraded, t.BackendCommitCritical,
+	latency("fsync-probe", "fsync probe", in.Probe, t.FsyncDegraded, t.FsyncCritical, t.FsyncInFlightCritical, fsyncBudget)
+	latency("wal-fsync", "wal fsync", in.WALFsync, t.FsyncDegraded, t.FsyncCritical, 0, fsyncBudget)
+	latency("backend-commit", "backend commit", in.BackendCommit, t.BackendCommitDegraded, t.BackendCommitCritical, 0,
 		fmt.Sprintf("heartbeat-interval %s", short(t.Heartbeat)))
 
 	if in.EtcdKnown {

@@ -15,8 +15,8 @@ func TestDefaultsDeriveFromRaftTimers(t *testing.T) {
 	if got.FsyncDegraded != 5*time.Millisecond {
 		t.Errorf("a configured threshold was replaced: %v", got.FsyncDegraded)
 	}
-	if got.FsyncCritical != 25*time.Millisecond || got.PeerRTTCritical != 50*time.Millisecond || got.StallAfter != 500*time.Millisecond {
-		t.Errorf("derived %+v, want fsync-critical 25ms, peer-rtt-critical 50ms, stall-after 500ms", got)
+	if got.FsyncCritical != 25*time.Millisecond || got.PeerRTTCritical != 50*time.Millisecond || got.FsyncInFlightCritical != 150*time.Millisecond || got.StallAfter != 500*time.Millisecond {
+		t.Errorf("derived %+v, want fsync-critical 25ms, peer-rtt-critical 50ms, fsync-in-flight-critical 150ms, stall-after 500ms", got)
 	}
 }
 
@@ -41,6 +41,8 @@ func TestEvaluate(t *testing.T) {
 		{"probe in flight past the budget after a slow one", Inputs{Probe: Latency{P99: time.Millisecond, Last: 55 * time.Millisecond, InFlight: 60 * time.Millisecond, Known: true}}, Critical, "fsync probe p99 60ms"},
 		{"probe in flight past the budget after a fast one", Inputs{Probe: Latency{P99: time.Millisecond, Last: time.Millisecond, InFlight: 60 * time.Millisecond, Known: true}}, OK, ""},
 		{"stalled", Inputs{Probe: Latency{InFlight: 1500 * time.Millisecond, Known: true}}, Critical, "fsync probe stalled: one has not returned for 1.5s"},
+		{"one probe in flight three heartbeats, the first slow one", Inputs{Probe: Latency{P99: time.Millisecond, Last: time.Millisecond, InFlight: 300 * time.Millisecond, Known: true}}, Critical, "fsync probe: one has not returned for 300ms (limit 300ms"},
+		{"one probe in flight just under three heartbeats", Inputs{Probe: Latency{P99: time.Millisecond, Last: time.Millisecond, InFlight: 290 * time.Millisecond, Known: true}}, OK, ""},
 		{"backend commit", Inputs{BackendCommit: known(30 * time.Millisecond)}, Degraded, "backend commit p99 30ms"},
 		{"heartbeat failures", Inputs{EtcdKnown: true, HasLeader: true, HeartbeatFailures: 3}, Degraded, "3 heartbeats failed"},
 		{"no leader", Inputs{EtcdKnown: true}, Degraded, "no leader"},

@@ -63,6 +63,7 @@ func newWatch(s *Supervisor) (*watch, error) {
 		BackendCommitCritical:  h.BackendCommitCritical.D(),
 		PeerRTTDegraded:        h.PeerRTTDegraded.D(),
 		PeerRTTCritical:        h.PeerRTTCritical.D(),
+		FsyncInFlightCritical:  h.FsyncInFlightCritical.D(),
 		StallAfter:             h.StallAfter.D(),
 		IOPressureDegraded:     h.IOPressureDegraded,
 		CPUPressureDegraded:    h.CPUPressureDegraded,
@@ -107,9 +108,11 @@ func newWatch(s *Supervisor) (*watch, error) {
 	}
 	for _, dir := range probeDirs(e.DataDir, e.WalDir) {
 		src.Probes = append(src.Probes, probe.New(dir, probe.Options{
-			Interval: h.ProbeInterval.D(),
-			Span:     h.Window.D(),
-			Observe:  observe,
+			Interval:  h.ProbeInterval.D(),
+			Span:      h.Window.D(),
+			Observe:   observe,
+			OnSlow:    func() { wt.w.Nudge() },
+			SlowAfter: t.FsyncInFlightCritical,
 		}))
 	}
 	if dev, err := host.DeviceFor("/", e.DataDir); err != nil {
@@ -124,7 +127,7 @@ func newWatch(s *Supervisor) (*watch, error) {
 	}
 	wt = &watch{s: s, peers: peers, t: t, stallFn: stallExit, fatal: make(chan error, 1), gate: fence.New(e.Name)}
 	s.metrics.Health.CountGate(wt.gate)
-	wt.mover = leaderMover{s: s, lg: lg, interval: h.LeaderMoveInterval.D(), enabled: h.LeaderMove, gate: wt.gate, onMoved: wt.fenceAfterMove}
+	wt.mover = leaderMover{s: s, lg: lg, interval: h.LeaderMoveInterval.D(), enabled: h.LeaderMove, gate: wt.gate, onMoved: wt.fenceAfterMove, peerTLS: peerTLS}
 	wt.w = health.NewWatcher(src, t, h.Window.D(), h.RecoverAfter.D(), lg)
 	wt.w.OnReport = wt.onReport
 	return wt, nil

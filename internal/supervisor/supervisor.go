@@ -185,6 +185,7 @@ func Run(ctx context.Context, cfg *config.Config, lg *zap.Logger) error {
 	// the new term began: enough for a healthy new leader to commit one
 	// it took.
 	s.watch.gate.Attach(embedded.Server(), 2*cfg.Etcd.HeartbeatInterval.D())
+	s.watch.mover.self = embedded.Server()
 
 	var g run.Group
 	// Signals: SIGINT or SIGTERM ends the group cleanly.

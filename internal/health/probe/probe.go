@@ -47,6 +47,12 @@ type Options struct {
 	// Observe, if set, is called with each completed write+fdatasync, one
 	// call at a time (for a Prometheus histogram, say).
 	Observe func(time.Duration)
+	// OnSlow, if set, is called on its own goroutine once a
+	// write+fdatasync has been in flight for SlowAfter, without waiting
+	// for it to finish: a disk that has just turned slow shows in
+	// InFlight long before its first slow fsync completes.
+	OnSlow    func()
+	SlowAfter time.Duration
 }
 
 // Probe writes and fdatasyncs one block at a time in a directory and keeps
@@ -197,6 +203,10 @@ func (p *Probe) Run(ctx context.Context) error {
 func (p *Probe) once(f *os.File, off int64) error {
 	start := time.Now()
 	p.start.Store(&start)
+	if p.opts.OnSlow != nil && p.opts.SlowAfter > 0 {
+		slow := time.AfterFunc(p.opts.SlowAfter, p.opts.OnSlow)
+		defer slow.Stop()
+	}
 	err := p.writeAndSync(f, off)
 	d := time.Since(start)
 	p.start.Store(nil) // before Observe, so an observer never sees itself in flight

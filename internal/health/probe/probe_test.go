@@ -166,6 +166,30 @@ func TestProbeInFlightGrowsWhileTheDiskHangs(t *testing.T) {
 	waitFor(t, "the stuck probe to finish", func() bool { return p.InFlight(time.Now()) == 0 })
 }
 
+// OnSlow speaks while the slow fsync is still in flight.
+func TestProbeOnSlowCallsWhileTheFsyncHangs(t *testing.T) {
+	slow := make(chan struct{}, 1)
+	p := New(t.TempDir(), Options{Interval: time.Millisecond, SlowAfter: 20 * time.Millisecond, OnSlow: func() {
+		select {
+		case slow <- struct{}{}:
+		default:
+		}
+	}})
+	disk := newHungDisk()
+	p.sync = disk.sync
+	stop := start(t, p)
+	<-disk.entered
+	<-slow // with the fsync still hanging: release has not been closed
+	if p.InFlight(time.Now()) < 20*time.Millisecond {
+		t.Fatalf("OnSlow called with the fsync in flight only %v", p.InFlight(time.Now()))
+	}
+	close(disk.release)
+	if err := stop(); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+
+}
+
 func TestProbeInFlightIsZeroBetweenProbes(t *testing.T) {
 	p := New(t.TempDir(), Options{Interval: time.Hour})
 	var observed atomic.Int64
