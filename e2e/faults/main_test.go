@@ -17,6 +17,9 @@ const waitLimit = 30 * time.Second
 // goroutine behind: the fault injectors run inside other tests' processes,
 // so their teardown must be complete.
 func TestMain(m *testing.M) {
+	if path := os.Getenv(syncChildEnv); path != "" {
+		syncChild(path)
+	}
 	code := m.Run()
 	if code == 0 {
 		if err := checkNoLeaks(); err != nil {

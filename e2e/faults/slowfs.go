@@ -48,10 +48,11 @@ type SlowFS struct {
 	fsyncLatency atomic.Int64 // nanoseconds
 	writeLatency atomic.Int64 // nanoseconds
 
-	fsyncs   atomic.Int64
-	writes   atomic.Int64
-	stalled  atomic.Int64
-	injected atomic.Int64 // nanoseconds
+	fsyncs     atomic.Int64
+	writes     atomic.Int64
+	stalled    atomic.Int64
+	interrupts atomic.Int64
+	injected   atomic.Int64 // nanoseconds
 
 	mu    sync.Mutex
 	stall chan struct{} // non-nil while stalled; Unstall closes it
@@ -68,6 +69,7 @@ type SlowFSStats struct {
 	Fsyncs        int64         // fsync and fdatasync calls on files
 	Writes        int64         // write requests from the kernel
 	Stalled       int64         // fsyncs blocked in a stall right now
+	Interrupts    int64         // delayed calls the kernel interrupted: the caller got a signal
 	InjectedDelay time.Duration // total time calls spent in injected latency and stalls
 }
 
@@ -209,6 +211,7 @@ func (s *SlowFS) Stats() SlowFSStats {
 		Fsyncs:        s.fsyncs.Load(),
 		Writes:        s.writes.Load(),
 		Stalled:       s.stalled.Load(),
+		Interrupts:    s.interrupts.Load(),
 		InjectedDelay: time.Duration(s.injected.Load()),
 	}
 }
@@ -255,9 +258,8 @@ func (s *SlowFS) waitServed() error {
 }
 
 // inject holds a call for latency d, then, if stallable, for as long as a
-// stall lasts. It returns EINTR when the kernel interrupts the request (the
-// calling process got a signal), so a process hung in a stall stays
-// killable.
+// stall lasts. It returns EINTR only when the calling process is being
+// killed, so a process hung in a stall stays killable (see hold).
 func (s *SlowFS) inject(ctx context.Context, d time.Duration, stallable bool) syscall.Errno {
 	start := time.Now()
 	delayed := false
@@ -270,10 +272,7 @@ func (s *SlowFS) inject(ctx context.Context, d time.Duration, stallable bool) sy
 		delayed = true
 		t := time.NewTimer(d)
 		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-s.closing:
-		case <-ctx.Done():
+		if !hold(ctx, s, t.C) {
 			return syscall.EINTR
 		}
 	}
@@ -291,13 +290,74 @@ func (s *SlowFS) inject(ctx context.Context, d time.Duration, stallable bool) sy
 	delayed = true
 	s.stalled.Add(1)
 	defer s.stalled.Add(-1)
-	select {
-	case <-stall:
-	case <-s.closing:
-	case <-ctx.Done():
+	if !hold(ctx, s, stall) {
 		return syscall.EINTR
 	}
 	return 0
+}
+
+// hold waits until release fires or the filesystem closes, and reports
+// false if the calling process is killed first.
+//
+// The kernel interrupts a FUSE request for any signal its caller gets,
+// and Go's runtime signals its own threads all the time (preemption). A
+// disk does not fail an fsync for that; failing it here made bbolt's
+// commit fail with EINTR and etcd exit. So an interrupt is answered only
+// once the caller has SIGKILL pending; until then the call goes on, and
+// the caller is looked at every killPoll, since the kernel sends one
+// interrupt per request.
+func hold[T any](ctx context.Context, s *SlowFS, release <-chan T) bool {
+	interrupted := ctx.Done()
+	var poll <-chan time.Time
+	for {
+		select {
+		case <-release:
+			return true
+		case <-s.closing:
+			return true
+		case <-interrupted:
+			s.interrupts.Add(1)
+			if callerKilled(ctx) {
+				return false
+			}
+			interrupted = nil
+			t := time.NewTicker(killPoll)
+			defer t.Stop()
+			poll = t.C
+		case <-poll:
+			if callerKilled(ctx) {
+				return false
+			}
+		}
+	}
+}
+
+// killPoll is how often an interrupted call looks for its caller's death.
+const killPoll = 20 * time.Millisecond
+
+// callerKilled tells whether the thread that made the request has SIGKILL
+// pending (or is gone). The kernel marks SIGKILL pending on every thread
+// of a process it kills, and the thread waits on the request meanwhile.
+func callerKilled(ctx context.Context) bool {
+	caller, ok := fuse.FromContext(ctx)
+	if !ok {
+		return true
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", caller.Pid))
+	if err != nil {
+		return true
+	}
+	const sigkill = 1 << (syscall.SIGKILL - 1)
+	for line := range strings.SplitSeq(string(b), "\n") {
+		for _, field := range []string{"SigPnd:", "ShdPnd:"} {
+			if v, ok := strings.CutPrefix(line, field); ok {
+				if mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64); err == nil && mask&sigkill != 0 {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // slowNode is a loopback node whose open files are slowFiles. Children

@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -185,6 +188,105 @@ func TestStalledFsyncBlocksUntilUnstallWhileOtherFilesAreStillRead(t *testing.T)
 	if st := s.Stats(); st.Stalled != 0 || st.InjectedDelay <= 0 {
 		t.Errorf("after unstall: got %d stalled and %s injected, want 0 stalled and some delay", st.Stalled, st.InjectedDelay)
 	}
+}
+
+// syncChildEnv makes the test binary a child that writes one block to the
+// file it names and calls fdatasync once, without retrying on EINTR, as
+// bbolt does (see TestMain). It takes SIGUSR1 and does nothing with it,
+// and prints the ID of the thread that syncs, for a signal to reach it.
+const syncChildEnv = "FAULTS_SYNC_CHILD"
+
+func syncChild(path string) {
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGUSR1)
+	runtime.LockOSThread()
+	fmt.Println(unix.Gettid())
+	f, err := os.Create(path)
+	if err == nil {
+		_, err = f.Write(make([]byte, 4096))
+	}
+	if err == nil {
+		err = syscall.Fdatasync(int(f.Fd()))
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// startSyncer runs syncChild on path in a child process, and returns it
+// with the ID of its syncing thread.
+func startSyncer(t *testing.T, path string) (*exec.Cmd, int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), syncChildEnv+"="+path)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start the syncing child: %v", err)
+	}
+	var tid int
+	if _, err := fmt.Fscan(out, &tid); err != nil {
+		t.Fatalf("the syncing child's thread: %v", err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if stderr.Len() > 0 {
+			t.Logf("syncing child: %s", stderr.String())
+		}
+	})
+	return cmd, tid
+}
+
+// A disk does not fail an fsync because the caller got a signal, and
+// neither does the slow disk: the kernel's interrupt is ignored, and the
+// fsync completes once released.
+func TestASignalDoesNotFailAHeldFsync(t *testing.T) {
+	s, _ := mountSlowFS(t)
+	s.Stall()
+	cmd, tid := startSyncer(t, filepath.Join(s.Mountpoint(), "f"))
+	waitFor(t, "the child's fdatasync held in the stall", func() bool { return s.Stats().Stalled == 1 })
+	if err := unix.Tgkill(cmd.Process.Pid, tid, syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the kernel's interrupt", func() bool { return s.Stats().Interrupts >= 1 })
+	if st := s.Stats(); st.Stalled != 1 {
+		t.Fatalf("after the interrupt: %d fsyncs held, want the child's still held", st.Stalled)
+	}
+	s.Unstall()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("child: %v; a signal during its fdatasync must not fail it", err)
+	}
+}
+
+// A process killed while its fsync is held still dies: the call is let go
+// once the caller has SIGKILL pending.
+func TestAProcessKilledInAStallDies(t *testing.T) {
+	s, _ := mountSlowFS(t)
+	s.Stall()
+	defer s.Unstall()
+	cmd, _ := startSyncer(t, filepath.Join(s.Mountpoint(), "f"))
+	waitFor(t, "the child's fdatasync held in the stall", func() bool { return s.Stats().Stalled == 1 })
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Fatalf("child ended with %v, want killed", err)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("child killed in a stall did not die")
+	}
+	waitFor(t, "the held call let go", func() bool { return s.Stats().Stalled == 0 })
 }
 
 func TestUnmountDuringAStallReleasesTheFsyncAndLeavesNoMount(t *testing.T) {

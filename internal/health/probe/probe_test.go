@@ -187,7 +187,6 @@ func TestProbeOnSlowCallsWhileTheFsyncHangs(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatalf("Run = %v", err)
 	}
-
 }
 
 func TestProbeInFlightIsZeroBetweenProbes(t *testing.T) {
