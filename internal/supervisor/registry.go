@@ -94,12 +94,21 @@ func (s *Supervisor) registryNow(limit time.Duration) (map[string]cluster.Record
 	case <-time.After(limit):
 		err = fmt.Errorf("read registry: no answer within %s (the member's backend is busy)", limit)
 	}
+	if recs := s.registryLast(); recs != nil {
+		return recs, nil
+	}
+	return nil, err
+}
+
+// registryLast is the last registry read that finished, if it is at most
+// registryStale old; nil otherwise.
+func (s *Supervisor) registryLast() map[string]cluster.Record {
 	s.regMu.Lock()
 	defer s.regMu.Unlock()
 	if s.regLast != nil && time.Since(s.regAt) <= registryStale {
-		return s.regLast, nil
+		return s.regLast
 	}
-	return nil, err
+	return nil
 }
 
 // registryStale is how old a registry read may be and still stand in for
