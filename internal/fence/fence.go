@@ -198,7 +198,7 @@ type termWrites struct {
 	// it closes as the term ends.
 	later <-chan struct{}
 	// lost is cancelled (with errLost) once the term has ended and the
-	// writes still pending in it are lost for certain.
+	// writes still pending in it are to be given up.
 	lost   context.Context
 	cancel context.CancelCauseFunc
 }
@@ -232,24 +232,23 @@ func (g *Gate) currentTerm() *termWrites {
 // Once this member has applied the first entry of a later term, every
 // entry of the earlier terms that will ever be committed lies before that
 // entry (the terms along a raft log only grow), so it has been applied
-// here. A write still pending then has either been taken by the new
-// leader, and completes within a round trip or two, or was lost: dropped
-// by a leader in the middle of a transfer (which tells the follower that
-// forwarded it nothing), or left unsent in the log of a leader that lost
-// its leadership (see package raftpeer). After the grace, and after this
-// member has applied every entry it knows to be committed, those writes
-// are given up.
+// here, or is in the batch being applied. A write still pending once
+// that batch is applied was lost: dropped by a leader in the middle of a
+// transfer (which tells the follower that forwarded it nothing), or left
+// unsent in the log of a leader that lost its leadership (see package
+// raftpeer). Or it reached the new leader only after its term began, a
+// proposal forwarded again: the grace gives such a write a round trip to
+// come back. After it, the writes of the ended term are given up.
+//
+// Why not wait for this member to apply whatever it learns is committed
+// during the grace: on a slow disk, the member applies only once per
+// fsync, and that would keep the lost writes' clients waiting a whole
+// fsync longer for the rare write forwarded again, whose client is told
+// "timed out" either way: the outcome of a timed-out write is unknown.
 func (g *Gate) endTerm(a *attached, tw *termWrites) {
 	stopped := a.t.StopNotify()
 	select {
 	case <-tw.later:
-	case <-stopped:
-		return
-	}
-	grace := time.NewTimer(a.grace)
-	defer grace.Stop()
-	select {
-	case <-grace.C:
 	case <-stopped:
 		return
 	}
@@ -263,16 +262,23 @@ func (g *Gate) endTerm(a *attached, tw *termWrites) {
 			return
 		}
 	}
+	grace := time.NewTimer(a.grace)
+	defer grace.Stop()
+	select {
+	case <-grace.C:
+	case <-stopped:
+		return
+	}
 	tw.cancel(errLost)
 }
 
 // giveUpLost runs call, and gives up on it once the term it was taken in
-// has ended and it is lost for certain but for a message still in flight
-// (see endTerm). It is then answered with etcd's own "request timed out,
-// possibly due to previous leader failure". As with any timeout, the
-// client does not learn the outcome (a proposal forwarded twice could in
-// principle still arrive), but it learns within a fraction of a second
-// instead of at its deadline, and clientv3 does not resend the write.
+// has ended and it has not come back (see endTerm). It is then answered
+// with etcd's own "request timed out, possibly due to previous leader
+// failure". As with any timeout, the client does not learn the outcome (a
+// proposal forwarded again may still arrive), but it learns within a
+// fraction of a second instead of at its deadline, and clientv3 does not
+// resend the write.
 //
 // The cost on the way of every write is two context registrations, no
 // goroutine: the write's context is cancelled when the term's is.

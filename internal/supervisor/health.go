@@ -127,7 +127,14 @@ func newWatch(s *Supervisor) (*watch, error) {
 	}
 	wt = &watch{s: s, peers: peers, t: t, stallFn: stallExit, fatal: make(chan error, 1), gate: fence.New(e.Name)}
 	s.metrics.Health.CountGate(wt.gate)
-	wt.mover = leaderMover{s: s, lg: lg, interval: h.LeaderMoveInterval.D(), enabled: h.LeaderMove, gate: wt.gate, onMoved: wt.fenceAfterMove, peerTLS: peerTLS}
+	wt.mover = leaderMover{
+		s: s, lg: lg, interval: h.LeaderMoveInterval.D(), enabled: h.LeaderMove, gate: wt.gate, onMoved: wt.fenceAfterMove,
+		moveLeader: func(ctx context.Context, to uint64) error {
+			_, err := s.member.Client().MoveLeader(ctx, to)
+			return err
+		},
+		peerTLS: peerTLS,
+	}
 	wt.w = health.NewWatcher(src, t, h.Window.D(), h.RecoverAfter.D(), lg)
 	wt.w.OnReport = wt.onReport
 	return wt, nil

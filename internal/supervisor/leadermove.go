@@ -32,9 +32,12 @@ type leaderMover struct {
 	enabled  bool
 	gate     *fence.Gate
 	onMoved  func() // after a move succeeded
+	// moveLeader asks this member's raft to hand leadership over (etcd's
+	// MoveLeader).
+	moveLeader func(ctx context.Context, to uint64) error
 	// self and peerTLS send the handover straight to the target (see
 	// transfer); without self, raft's own handover alone runs.
-	self    Self
+	self    handoverSelf
 	peerTLS *tls.Config // this member's peer client TLS; nil for http
 
 	mu     sync.Mutex
@@ -157,24 +160,34 @@ func (m *leaderMover) move(r health.Report) bool {
 		s.metrics.Health.LeaderMoveFailed("no-healthy-candidate")
 		return false
 	}
-	best := slices.MaxFunc(probes, func(a, b api.MemberHealth) int { return cmp.Compare(a.RaftIndex, b.RaftIndex) })
-	id, err := strconv.ParseUint(best.ID, 16, 64)
-	if err != nil {
-		m.lg.Warn("not moving leadership: bad member ID", zap.String("id", best.ID))
+	// The most caught-up first: raft's own handover goes to the target,
+	// and the direct one falls back on the runner-up (see transfer).
+	slices.SortStableFunc(probes, func(a, b api.MemberHealth) int { return cmp.Compare(b.RaftIndex, a.RaftIndex) })
+	targets := make([]target, 0, len(probes))
+	for _, p := range probes {
+		id, err := strconv.ParseUint(p.ID, 16, 64)
+		if err != nil {
+			m.lg.Warn("leadership move: skipping a member with a bad ID", zap.String("member", p.Name), zap.String("id", p.ID))
+			continue
+		}
+		targets = append(targets, target{p.Member, id})
+	}
+	if len(targets) == 0 {
 		return false
 	}
 
 	start := time.Now()
 	ctx, cancel = context.WithTimeout(context.Background(), 3*election)
 	defer cancel()
-	err = m.transfer(ctx, tlsCfg, best.Member, id)
+	self, _ := strconv.ParseUint(st.MemberID, 16, 64)
+	lead, err := m.transfer(ctx, tlsCfg, self, targets)
 	if err != nil {
-		m.lg.Warn("moving leadership failed", zap.String("to", best.Name), zap.String("reason", reason), zap.Error(err))
+		m.lg.Warn("moving leadership failed", zap.String("to", targets[0].Name), zap.String("reason", reason), zap.Error(err))
 		s.metrics.Health.LeaderMoveFailed("move-failed")
 		return false
 	}
 	m.lg.Warn("moved leadership off this critical member",
-		zap.String("to", best.Name), zap.String("to-id", best.ID), zap.String("reason", reason),
+		zap.String("to", lead.Name), zap.String("to-id", lead.ID), zap.String("reason", reason),
 		zap.Strings("reasons", reasonTexts(r.Reasons)), zap.Duration("took", time.Since(start)))
 	s.metrics.Health.LeaderMoved(reason)
 	if m.onMoved != nil {
@@ -183,9 +196,9 @@ func (m *leaderMover) move(r health.Report) bool {
 	return true
 }
 
-// Self is what a handover names of this member; *etcdserver.EtcdServer
+// handoverSelf is what a handover names of this member; *etcdserver.EtcdServer
 // has it.
-type Self interface {
+type handoverSelf interface {
 	Cluster() etcdapi.Cluster
 	MemberID() types.ID
 	// Term is the term of the last entry this member applied: its raft
@@ -193,8 +206,15 @@ type Self interface {
 	Term() uint64
 }
 
-// transfer hands leadership to the target, and returns once the target
-// says it leads.
+// target is a member leadership may go to, with its ID as a number.
+type target struct {
+	api.Member
+	id uint64
+}
+
+// transfer hands leadership to ts[0], the most caught-up candidate, and
+// returns the member that leads once one other than this member (self)
+// says so.
 //
 // It asks this member's raft (MoveLeader), which then sends the target
 // MsgTimeoutNow, and sends that message itself too, straight to the
@@ -206,59 +226,101 @@ type Self interface {
 // up (their clients are told they timed out). If the direct message does
 // not arrive, raft's own still does.
 //
+// raft's own handover waits until the target holds the leader's last
+// entry; the direct one cannot know. A target that misses an entry
+// another voter holds (one the leader sent a moment before) loses its
+// election, and leaves every member a term later and without a leader.
+// So if the target does not lead within handoverWait, the runner-up,
+// which then holds at least what the target holds, is told to campaign
+// in that later term.
+//
 // MoveLeader alone returns only once this member has seen the new leader,
-// again a slow fsync later; the target's own word ends the wait.
-func (m *leaderMover) transfer(ctx context.Context, tlsCfg *tls.Config, to api.Member, id uint64) error {
+// again a slow fsync later; the word of any candidate that knows a new
+// leader ends the wait.
+func (m *leaderMover) transfer(ctx context.Context, tlsCfg *tls.Config, self uint64, ts []target) (api.Member, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	to := ts[0]
 	moved := make(chan error, 1)
-	go func() {
-		_, err := m.s.member.Client().MoveLeader(ctx, id)
-		moved <- err
-	}()
-	if m.self != nil && len(to.PeerURLs) > 0 {
-		h := raftpeer.Handover{Cluster: uint64(m.self.Cluster().ID()), From: uint64(m.self.MemberID()), To: id, Term: m.self.Term()}
+	go func() { moved <- m.moveLeader(ctx, to.id) }()
+	leads := make(chan uint64, len(ts))
+	for _, t := range ts {
 		go func() {
-			if err := raftpeer.SendTimeoutNow(ctx, m.peerTLS, to.PeerURLs[0], h); err != nil && ctx.Err() == nil {
-				m.lg.Info("handover message not delivered; raft's own follows", zap.String("to", to.Name), zap.Error(err))
+			if lead := waitLeader(ctx, m.lg, tlsCfg, t.Member, self); lead != 0 {
+				leads <- lead
 			}
 		}()
 	}
-	leads := make(chan struct{})
-	go func() {
-		if waitLeads(ctx, m.lg, tlsCfg, to, id) {
-			close(leads)
-		}
-	}()
+	if m.self != nil {
+		term := m.self.Term()
+		h := raftpeer.Handover{Cluster: uint64(m.self.Cluster().ID()), From: self, To: to.id, Term: term}
+		go func() {
+			m.handOver(ctx, to.Member, h)
+			if len(ts) < 2 {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(handoverWait):
+			}
+			m.lg.Info("the handover target does not lead yet; telling the runner-up to campaign", zap.String("target", to.Name), zap.String("runner-up", ts[1].Name))
+			h.To, h.Term = ts[1].id, term+1
+			m.handOver(ctx, ts[1].Member, h)
+		}()
+	}
 	select {
 	case err := <-moved:
-		return err
-	case <-leads:
-		return nil
+		if err != nil {
+			return api.Member{}, err
+		}
+		return to.Member, nil
+	case lead := <-leads:
+		for _, t := range ts {
+			if t.id == lead {
+				return t.Member, nil
+			}
+		}
+		return api.Member{ID: strconv.FormatUint(lead, 16)}, nil
 	}
 }
 
-// waitLeads asks the member for its status until it names itself leader,
-// and reports whether it did before ctx ended.
-func waitLeads(ctx context.Context, lg *zap.Logger, tlsCfg *tls.Config, m api.Member, id uint64) bool {
+// handoverWait is how long a target told to campaign may take to win: a
+// vote round on healthy members takes a round trip and an fsync.
+const handoverWait = 200 * time.Millisecond
+
+// handOver sends h to the member, logging a failure: raft's own handover
+// still runs.
+func (m *leaderMover) handOver(ctx context.Context, to api.Member, h raftpeer.Handover) {
+	if len(to.PeerURLs) == 0 {
+		return
+	}
+	if err := raftpeer.SendTimeoutNow(ctx, m.peerTLS, to.PeerURLs[0], h); err != nil && ctx.Err() == nil {
+		m.lg.Info("handover message not delivered; raft's own follows", zap.String("to", to.Name), zap.Error(err))
+	}
+}
+
+// waitLeader asks the member for its status until it names a leader other
+// than self, and returns that leader; 0 if ctx ended first.
+func waitLeader(ctx context.Context, lg *zap.Logger, tlsCfg *tls.Config, m api.Member, self uint64) uint64 {
 	cli, err := cluster.MemberClient(ctx, lg, tlsCfg, m)
 	if err != nil {
-		return false
+		return 0
 	}
 	defer cli.Close()
 	for {
 		resp, err := cli.Status(ctx, m.ClientURLs[0])
-		if err == nil && resp.Leader == id {
-			return true
+		if err == nil && resp.Leader != 0 && resp.Leader != self {
+			return resp.Leader
 		}
 		select {
 		case <-ctx.Done():
-			return false
+			return 0
 		case <-time.After(leadPoll):
 		}
 	}
 }
 
-// leadPoll is how often waitLeads asks; a status call to a healthy member
+// leadPoll is how often waitLeader asks; a status call to a healthy member
 // takes about a millisecond.
 const leadPoll = 10 * time.Millisecond
