@@ -192,7 +192,8 @@ func (g *Gate) Attach(t Terms, grace time.Duration) {
 var errLost = errors.New("lost to a leader change")
 
 // termWrites are the writes taken while the member was in one term: from
-// one new term's first applied entry until the next one's.
+// one new term's first applied entry (or a handover of its own) until the
+// next one's.
 type termWrites struct {
 	// later is the member's FirstCommitInTermNotify as the term began:
 	// it closes as the term ends.
@@ -270,6 +271,34 @@ func (g *Gate) endTerm(a *attached, tw *termWrites) {
 		return
 	}
 	tw.cancel(errLost)
+}
+
+// HandedOver gives up, after the grace, the writes this member took
+// before it handed its leadership away, and starts a new set for the
+// writes it takes from now on.
+//
+// Those writes are lost (the member never sent them), or they were sent
+// and the new leader commits them, and this member answers them once it
+// applies them. It hands leadership away because it cannot keep up: on a
+// slow disk it applies a slow fsync or two later (etcd's backend holds
+// its lock through a commit's fsyncs), and it would reach the new term,
+// which ends their set (endTerm), no sooner. Their clients are told, with
+// etcd's own message for a leader change, that they timed out: the
+// outcome is unknown to them, which is the truth.
+func (g *Gate) HandedOver() {
+	a := g.terms.Load()
+	if a == nil {
+		return
+	}
+	lost, cancel := context.WithCancelCause(context.Background())
+	tw := &termWrites{later: a.t.FirstCommitInTermNotify(), lost: lost, cancel: cancel}
+	g.termMu.Lock()
+	old := g.term.Swap(tw)
+	g.termMu.Unlock()
+	go g.endTerm(a, tw)
+	if old != nil {
+		time.AfterFunc(a.grace, func() { old.cancel(errLost) })
+	}
 }
 
 // giveUpLost runs call, and gives up on it once the term it was taken in

@@ -350,14 +350,14 @@ func TestAWriteLostToALeaderChangeIsGivenUp(t *testing.T) {
 	t.Fatal("no put was lost in 20 transfers; the test proves nothing")
 }
 
-// A leader that loses its leadership loses the writes it has not yet
-// sent, and etcd tells their clients only at its own request timeout
-// (seven seconds by default). Here m1 leads, with the gate, on a disk
-// that hangs: put a is sent to the followers before m1's fsync hangs, and
-// committed by them; put b arrives while it hangs, so m1 never sends it.
-// Leadership is handed to m2 without m1's raft (raftpeer), and once m1's
-// disk answers again, a completes and the gate gives b up.
-func TestAWriteLostWithTheLeadershipIsGivenUp(t *testing.T) {
+// handedOffALeaderOnAHungDisk sets the scene for the tests of writes lost
+// with the leadership. m1 leads, with the gate, on a disk whose WAL hangs:
+// put a is sent to the followers before m1's fsync hangs, and committed
+// by them; put b arrives while it hangs, so m1 never sends it. Leadership
+// is then handed to m2 without m1's raft (raftpeer). The disk hangs until
+// the test calls unstall (or ends).
+func handedOffALeaderOnAHungDisk(t *testing.T, ctx context.Context) (g *Gate, ms []testetcd.Member, a, b <-chan error, unstall func()) {
+	t.Helper()
 	backing, mnt := t.TempDir(), filepath.Join(t.TempDir(), "m1")
 	disk, err := faults.MountSlowFS(backing, mnt)
 	if err != nil {
@@ -368,20 +368,19 @@ func TestAWriteLostWithTheLeadershipIsGivenUp(t *testing.T) {
 			t.Errorf("unmount: %v", err)
 		}
 	})
-	defer disk.Unstall() // before the members stop: a hung disk never lets m1 stop
-
-	g := New("m1")
-	ms := testetcd.StartCluster(t, 3, func(i int, cfg *embed.Config) {
+	g = New("m1")
+	ms = testetcd.StartCluster(t, 3, func(i int, cfg *embed.Config) {
 		if i == 0 {
 			cfg.GRPCAdditionalServerOptions = g.ServerOptions()
 			cfg.WalDir = filepath.Join(mnt, "wal") // only the WAL: the hang must not reach the backend
 			cfg.UnsafeNoFsync = false
 		}
 	})
+	// Cleanups run last first: the disk answers again before the members
+	// stop (a hung disk never lets m1 stop), and before it is unmounted.
+	t.Cleanup(disk.Unstall)
 	m1, m2 := ms[0].Etcd.Server, ms[1].Etcd.Server
 	g.Attach(m1, 200*time.Millisecond)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	makeLead(ctx, t, ms, 0)
 	cli := newClient(t, ms[0].ClientURL)
 	put := func(key string) <-chan error {
@@ -410,11 +409,11 @@ func TestAWriteLostWithTheLeadershipIsGivenUp(t *testing.T) {
 	disk.Stall()
 	// etcd sends a leader's entries to its followers before it writes
 	// them to its own WAL: a is out once that write hangs.
-	a := put("a")
+	a = put("a")
 	for disk.Stats().Stalled == 0 {
 		wait(ctx, t, "m1's WAL fsync never hung")
 	}
-	b := put("b")
+	b = put("b")
 	for pendingProposals(t) < 2 { // a and b: b is in m1's log, unsent
 		wait(ctx, t, "put b never reached m1's raft")
 	}
@@ -425,13 +424,16 @@ func TestAWriteLostWithTheLeadershipIsGivenUp(t *testing.T) {
 	for m2.Lead() != h.To || ms[2].Etcd.Server.Lead() != h.To {
 		wait(ctx, t, "m2 never took over")
 	}
-	disk.Unstall()
+	return g, ms, a, b, disk.Unstall
+}
 
-	if err := <-a; err != nil {
-		t.Fatalf("put a was committed before the handover: %v", err)
-	}
-	if err := <-b; err == nil || err.Error() != rpctypes.ErrTimeoutDueToLeaderFail.Error() || g.GivenUp() != 1 {
-		t.Fatalf("put b: %v (given up %d), want the gate to give it up with %q", err, g.GivenUp(), rpctypes.ErrTimeoutDueToLeaderFail)
+// checkLost checks that put b was given up with etcd's own message, that
+// the gate gave up givenUp writes in all, and that a was applied and b
+// was not.
+func checkLost(ctx context.Context, t *testing.T, g *Gate, ms []testetcd.Member, errB error, givenUp uint64) {
+	t.Helper()
+	if !isGivenUp(errB) || g.GivenUp() != givenUp {
+		t.Fatalf("put b: %v (given up %d, want %d), want the gate to give it up with %q", errB, g.GivenUp(), givenUp, rpctypes.ErrTimeoutDueToLeaderFail)
 	}
 	for key, want := range map[string]int{"a": 1, "b": 0} {
 		resp, err := newClient(t, ms[1].ClientURL).Get(ctx, key)
@@ -439,6 +441,42 @@ func TestAWriteLostWithTheLeadershipIsGivenUp(t *testing.T) {
 			t.Errorf("get %s: %v, %v; want %d key", key, resp, err, want)
 		}
 	}
+}
+
+// A leader that loses its leadership loses the writes it has not yet
+// sent, and etcd tells their clients only at its own request timeout
+// (seven seconds by default). Once m1's disk answers again and m1 has
+// applied the new term, put a completes and the gate gives b up.
+func TestAWriteLostWithTheLeadershipIsGivenUp(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	g, ms, a, b, unstall := handedOffALeaderOnAHungDisk(t, ctx)
+	unstall()
+	if err := <-a; err != nil {
+		t.Fatalf("put a was committed before the handover: %v", err)
+	}
+	checkLost(ctx, t, g, ms, <-b, 1)
+}
+
+// After a handover of its own (HandedOver), the member does not wait to
+// apply the new term, which on a slow disk comes one or two slow fsyncs
+// later: both puts are given up while m1's disk still hangs. a was
+// committed all the same: "timed out" leaves the outcome open, truly.
+func TestWritesPendingAtAHandoverAreGivenUpWithoutWaitingForTheDisk(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	g, ms, a, b, unstall := handedOffALeaderOnAHungDisk(t, ctx)
+	g.HandedOver()
+	errA, errB := <-a, <-b
+	unstall()
+	if !isGivenUp(errA) {
+		t.Fatalf("put a: %v, want it given up with %q: m1 has not applied it", errA, rpctypes.ErrTimeoutDueToLeaderFail)
+	}
+	checkLost(ctx, t, g, ms, errB, 2)
+}
+
+func isGivenUp(err error) bool {
+	return err != nil && err.Error() == rpctypes.ErrTimeoutDueToLeaderFail.Error()
 }
 
 // wait pauses a moment, or fails the test with why once ctx ends.

@@ -272,9 +272,11 @@ func (wt *watch) fence(r health.Report) {
 	}
 }
 
-// fenceAfterMove fences at once after leadership moved off this member.
+// fenceAfterMove fences at once after leadership moved off this member,
+// and gives up the writes it took as leader that are still pending.
 func (wt *watch) fenceAfterMove() {
 	wt.movedAt.Store(time.Now().UnixNano())
+	wt.gate.HandedOver()
 	if r := wt.report(); r.State == health.Critical {
 		wt.fence(r)
 	}
