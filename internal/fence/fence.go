@@ -349,7 +349,7 @@ func (g *Gate) resendDropped(ctx context.Context, method string, req any, h grpc
 	return resp, err
 }
 
-// applyPoll is how often giveUpLost looks at the applied index.
+// applyPoll is how often endTerm looks at the applied index.
 const applyPoll = 5 * time.Millisecond
 
 // admit refuses a client request while the gate is closed, and holds it
