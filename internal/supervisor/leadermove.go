@@ -269,19 +269,26 @@ func (m *leaderMover) transfer(ctx context.Context, tlsCfg *tls.Config, self uin
 			m.handOver(ctx, ts[1].Member, h)
 		}()
 	}
-	select {
-	case err := <-moved:
-		if err != nil {
-			return api.Member{}, err
-		}
-		return to.Member, nil
-	case lead := <-leads:
-		for _, t := range ts {
-			if t.id == lead {
-				return t.Member, nil
+	var moveErr error
+	for {
+		select {
+		case err := <-moved:
+			if err == nil {
+				return to.Member, nil
 			}
+			// The direct handover may have worked all the same (MoveLeader
+			// fails once this member no longer leads): wait for a word.
+			moveErr, moved = err, nil
+		case lead := <-leads:
+			for _, t := range ts {
+				if t.id == lead {
+					return t.Member, nil
+				}
+			}
+			return api.Member{ID: strconv.FormatUint(lead, 16)}, nil
+		case <-ctx.Done():
+			return api.Member{}, cmp.Or(moveErr, ctx.Err())
 		}
-		return api.Member{ID: strconv.FormatUint(lead, 16)}, nil
 	}
 }
 
