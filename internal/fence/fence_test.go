@@ -168,6 +168,19 @@ func transferInBackground(ctx context.Context, cli *clientv3.Client, id uint64) 
 	return moved
 }
 
+// putInBackground puts key and sends the put's error. Its deadline is
+// past etcd's own request timeout, so an answer before it is the gate's.
+func putInBackground(ctx context.Context, cli *clientv3.Client, key string) <-chan error {
+	errc := make(chan error, 1)
+	go func() {
+		pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
+		defer pcancel()
+		_, err := cli.Put(pctx, key, "v")
+		errc <- err
+	}()
+	return errc
+}
+
 // makeLead hands leadership to ms[i], asking the member that leads now.
 func makeLead(ctx context.Context, t *testing.T, ms []testetcd.Member, i int) {
 	t.Helper()
@@ -305,15 +318,7 @@ func TestAWriteLostToALeaderChangeIsGivenUp(t *testing.T) {
 		// m1 right behind it.
 		moved := transferInBackground(ctx, leaderCli, m2)
 		key := fmt.Sprintf("lost-%d", attempt)
-		putc := make(chan error, 1)
-		go func() {
-			// The deadline is etcd's own request timeout and more, so an
-			// answer before it is the gate's.
-			pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
-			defer pcancel()
-			_, err := followerCli.Put(pctx, key, "v")
-			putc <- err
-		}()
+		putc := putInBackground(ctx, followerCli, key)
 		<-moved
 		select {
 		case err := <-putc:
@@ -383,18 +388,7 @@ func handedOffALeaderOnAHungDisk(t *testing.T, ctx context.Context) (g *Gate, ms
 	g.Attach(m1, 200*time.Millisecond)
 	makeLead(ctx, t, ms, 0)
 	cli := newClient(t, ms[0].ClientURL)
-	put := func(key string) <-chan error {
-		errc := make(chan error, 1)
-		go func() {
-			// Past etcd's own request timeout, so an answer before it
-			// is the gate's.
-			pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
-			defer pcancel()
-			_, err := cli.Put(pctx, key, "v")
-			errc <- err
-		}()
-		return errc
-	}
+	put := func(key string) <-chan error { return putInBackground(ctx, cli, key) }
 	// Settle first: a new cluster's leader proposes the cluster version,
 	// which would take the hanging fsync's place below; and m1's Term, the
 	// term of its last applied entry, is the term a handover must name

@@ -38,15 +38,8 @@ func TestTimeoutNowMakesTheTargetLead(t *testing.T) {
 	ms := testetcd.StartCluster(t, 3, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	lead := ms[0].Etcd.Server.Lead()
-	var leader, target testetcd.Member
-	for _, m := range ms {
-		if uint64(m.Etcd.Server.MemberID()) == lead {
-			leader = m
-		} else {
-			target = m
-		}
-	}
+	leader, followers := testetcd.Leader(ms)
+	lead, target := uint64(leader.Etcd.Server.MemberID()), followers[0]
 	to := uint64(target.Etcd.Server.MemberID())
 	h := Handover{
 		Cluster: uint64(leader.Etcd.Server.Cluster().ID()),
@@ -74,13 +67,8 @@ func TestTimeoutNowRefusedNamesWhy(t *testing.T) {
 	ms := testetcd.StartCluster(t, 3, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	lead := ms[0].Etcd.Server.Lead()
-	var target testetcd.Member
-	for _, m := range ms {
-		if uint64(m.Etcd.Server.MemberID()) != lead {
-			target = m
-		}
-	}
+	leader, followers := testetcd.Leader(ms)
+	lead, target := uint64(leader.Etcd.Server.MemberID()), followers[0]
 	term := target.Etcd.Server.Term()
 	good := Handover{Cluster: uint64(target.Etcd.Server.Cluster().ID()), From: lead, To: uint64(target.Etcd.Server.MemberID()), Term: term}
 	for _, c := range []struct {

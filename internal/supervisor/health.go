@@ -291,14 +291,7 @@ const fenceDwell = 2 * time.Second
 // cluster's quorum size.
 func (wt *watch) healthyVotersElsewhere(r health.Report) (healthy, quorum int) {
 	st := wt.s.lastStatus()
-	// The loop reads the registry every second. This member is critical,
-	// so its backend is likely slow, and a read now would hold the fence
-	// (and, after a leadership move, the requests held for it) for up to
-	// a heartbeat.
-	recs := wt.s.registryLast()
-	if recs == nil {
-		recs, _ = wt.s.registryNow(wt.t.Heartbeat)
-	}
+	recs := wt.s.registryRecent(wt.t.Heartbeat)
 	voters := 0
 	stats := r.PeerStats()
 	for _, m := range st.Members {

@@ -122,16 +122,9 @@ func (m *leaderMover) move(r health.Report) bool {
 		return false
 	}
 	// Ask each candidate how far it is (a healthy member answers at once),
-	// and meanwhile read what peers publish: never hand leadership to a
-	// member that says it is critical (no record: judged from this side
-	// alone). On this slow member the read waits on the backend, so it
-	// neither goes first nor is waited for: if it has not finished when
-	// the candidates have answered, the last read that did stands in.
-	regc := make(chan map[string]cluster.Record, 1)
-	go func() {
-		recs, _ := s.registryNow(s.cfg.Etcd.HeartbeatInterval.D())
-		regc <- recs
-	}()
+	// and read what peers publish: never hand leadership to a member that
+	// says it is critical (no record: judged from this side alone).
+	recs := s.registryRecent(s.cfg.Etcd.HeartbeatInterval.D())
 	ctx, cancel := context.WithTimeout(context.Background(), election)
 	probes := make([]api.MemberHealth, len(candidates))
 	var wg sync.WaitGroup
@@ -140,12 +133,6 @@ func (m *leaderMover) move(r health.Report) bool {
 	}
 	wg.Wait()
 	cancel()
-	var recs map[string]cluster.Record
-	select {
-	case recs = <-regc:
-	default:
-		recs = s.registryLast()
-	}
 	sayCritical := 0
 	probes = slices.DeleteFunc(probes, func(h api.MemberHealth) bool {
 		if rec, ok := recs[h.Name]; ok && rec.Health == health.Critical.String() {

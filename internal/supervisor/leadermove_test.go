@@ -21,16 +21,8 @@ func TestHandoverFallsBackOnTheRunnerUp(t *testing.T) {
 	ms := testetcd.StartCluster(t, 3, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	lead := ms[0].Etcd.Server.Lead()
-	var leader testetcd.Member
-	var others []testetcd.Member
-	for _, m := range ms {
-		if uint64(m.Etcd.Server.MemberID()) == lead {
-			leader = m
-		} else {
-			others = append(others, m)
-		}
-	}
+	leader, others := testetcd.Leader(ms)
+	lead := uint64(leader.Etcd.Server.MemberID())
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{leader.ClientURL}})
 	if err != nil {
 		t.Fatal(err)

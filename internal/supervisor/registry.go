@@ -100,6 +100,20 @@ func (s *Supervisor) registryNow(limit time.Duration) (map[string]cluster.Record
 	return nil, err
 }
 
+// registryRecent is the registry as a critical member should read it:
+// the last read that finished (the loop reads it every second), and a
+// read now, bounded by limit, only when there is none. A critical
+// member's backend is likely slow, and a read would hold up whatever
+// waits on the answer: the fence, a leadership move, the requests the
+// move holds.
+func (s *Supervisor) registryRecent(limit time.Duration) map[string]cluster.Record {
+	if recs := s.registryLast(); recs != nil {
+		return recs
+	}
+	recs, _ := s.registryNow(limit)
+	return recs
+}
+
 // registryLast is the last registry read that finished, if it is at most
 // registryStale old; nil otherwise.
 func (s *Supervisor) registryLast() map[string]cluster.Record {

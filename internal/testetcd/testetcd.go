@@ -110,6 +110,20 @@ func Close(e *embed.Etcd) {
 	}
 }
 
+// Leader splits the members of a started cluster into the one ms[0]
+// knows as leader and the others.
+func Leader(ms []Member) (leader Member, followers []Member) {
+	lead := ms[0].Etcd.Server.Lead()
+	for _, m := range ms {
+		if uint64(m.Etcd.Server.MemberID()) == lead {
+			leader = m
+		} else {
+			followers = append(followers, m)
+		}
+	}
+	return leader, followers
+}
+
 // WaitReady waits until e serves.
 func WaitReady(t *testing.T, e *embed.Etcd) {
 	t.Helper()
